@@ -1,0 +1,19 @@
+//! cyclegan: CycleGAN style transfer (Monet and other painters) on candle.
+//!
+//! The Rust API: load a [`Model`] (a shipped style name or a weights file), then
+//! [`stylize`] [`Pixels`] with [`StylizeOptions`]. The C ABI in `capi` wraps exactly this.
+
+pub mod device;
+pub mod error;
+pub mod image;
+pub mod io;
+pub mod model;
+pub mod style;
+pub mod stylize;
+pub mod weights;
+
+pub use device::Backend;
+pub use error::{Error, Result};
+pub use image::Pixels;
+pub use style::{Model, DEFAULT_STYLE};
+pub use stylize::{stylize, Scale, StylizeOptions};

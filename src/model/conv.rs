@@ -1,0 +1,69 @@
+//! Convolutions with bias, built from a `VarBuilder` so the same code serves inference
+//! (weights from a file) and training (fresh variables initialised as the seed does).
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+/// The seed's `weights_init_normal`: N(0, 0.02) weights, zero bias.
+const WEIGHT_INIT: Init = Init::Randn {
+    mean: 0.0,
+    stdev: 0.02,
+};
+
+/// How a convolution moves over its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvKind {
+    /// `Conv2d(k, stride, padding)` with zero padding.
+    Forward { stride: usize, padding: usize },
+    /// `ConvTranspose2d(k, stride 2, padding 1, output_padding 1)`: doubles the size.
+    Transposed,
+}
+
+/// A 2-D convolution with bias.
+#[derive(Debug, Clone)]
+pub struct Conv {
+    weight: Tensor,
+    bias: Tensor,
+    kind: ConvKind,
+}
+
+impl Conv {
+    /// Loads `name.weight` and `name.bias`. PyTorch stores transposed kernels as
+    /// `[in, out, k, k]`, which candle's `conv_transpose2d` expects as is.
+    pub fn new(
+        vb: &VarBuilder,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        kind: ConvKind,
+    ) -> Result<Self> {
+        let vb = vb.pp(name);
+        let shape = match kind {
+            ConvKind::Forward { .. } => (c_out, c_in, k, k),
+            ConvKind::Transposed => (c_in, c_out, k, k),
+        };
+        let weight = vb.get_with_hints(shape, "weight", WEIGHT_INIT)?;
+        let bias = vb.get_with_hints(c_out, "bias", Init::Const(0.0))?;
+        Ok(Self { weight, bias, kind })
+    }
+
+    pub fn out_channels(&self) -> usize {
+        match self.kind {
+            ConvKind::Forward { .. } => self.weight.dims()[0],
+            ConvKind::Transposed => self.weight.dims()[1],
+        }
+    }
+}
+
+impl Module for Conv {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = match self.kind {
+            ConvKind::Forward { stride, padding } => {
+                x.conv2d(&self.weight, padding, stride, 1, 1)?
+            }
+            ConvKind::Transposed => x.conv_transpose2d(&self.weight, 1, 1, 2, 1)?,
+        };
+        y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+    }
+}

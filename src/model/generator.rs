@@ -1,0 +1,199 @@
+//! The ResNet generator, in the seed's layout (nearest upsample + conv) and in the official
+//! pytorch-CycleGAN-and-pix2pix layout (ConvTranspose upsampling), which differ only in the
+//! upsampling and in key names.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::conv::{Conv, ConvKind};
+use super::layers::{instance_stats, normalize, reflection_pad2d, NormStats};
+
+/// Which published layout a set of weights follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// The seed article's `GeneratorResNet`: `model.N.block.{1,5}`, nearest upsample + conv.
+    Seed,
+    /// pytorch-CycleGAN-and-pix2pix `ResnetGenerator`: `model.N.conv_block.{1,5}`, ConvTranspose.
+    Official,
+}
+
+impl Layout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Seed => "seed",
+            Layout::Official => "official",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "seed" => Some(Layout::Seed),
+            "official" => Some(Layout::Official),
+            _ => None,
+        }
+    }
+
+    fn block_key(self) -> &'static str {
+        match self {
+            Layout::Seed => "block",
+            Layout::Official => "conv_block",
+        }
+    }
+}
+
+/// Shape of a generator: everything needed to build it or check a file against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GeneratorConfig {
+    pub layout: Layout,
+    /// Filters of the first layer (64 in the paper).
+    pub ngf: usize,
+    /// Residual blocks (9 for 256-px training, 6 for 128).
+    pub blocks: usize,
+}
+
+impl GeneratorConfig {
+    /// The seed model of the paper: 64 filters, 9 blocks.
+    pub const SEED: Self = Self {
+        layout: Layout::Seed,
+        ngf: 64,
+        blocks: 9,
+    };
+
+    /// Sequential indices of the layers after the residual blocks:
+    /// (first upsampling conv, second, output conv).
+    fn tail_indices(&self) -> (usize, usize, usize) {
+        let b = 10 + self.blocks;
+        match self.layout {
+            Layout::Seed => (b + 1, b + 5, b + 9),
+            Layout::Official => (b, b + 3, b + 7),
+        }
+    }
+
+    /// Instance norms in one forward pass: 3 down, 2 per block, 2 up.
+    pub fn norm_count(&self) -> usize {
+        5 + 2 * self.blocks
+    }
+}
+
+/// How instance norms get their statistics during a forward pass.
+pub enum Norms<'a> {
+    /// From the tensor itself, as in PyTorch (whole-image inference and training).
+    Own,
+    /// From the tensor itself, and keep them (the statistics pass before tiling).
+    Record(&'a mut Vec<NormStats>),
+    /// From a previous `Record` pass, in order (tiles normalised as the whole image).
+    Frozen(&'a [NormStats], usize),
+}
+
+impl Norms<'_> {
+    fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Norms::Own => normalize(x, &instance_stats(x)?),
+            Norms::Record(out) => {
+                let s = instance_stats(x)?;
+                let y = normalize(x, &s)?;
+                out.push(s);
+                Ok(y)
+            }
+            Norms::Frozen(stats, next) => {
+                let s = stats.get(*next).ok_or_else(|| {
+                    candle_core::Error::Msg("fewer recorded norm statistics than norms".into())
+                })?;
+                *next += 1;
+                normalize(x, s)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ResidualBlock {
+    conv1: Conv,
+    conv2: Conv,
+}
+
+/// A CycleGAN ResNet generator. Input and output are NCHW in [-1, 1].
+#[derive(Debug, Clone)]
+pub struct Generator {
+    config: GeneratorConfig,
+    head: Conv,
+    down: [Conv; 2],
+    blocks: Vec<ResidualBlock>,
+    up: [Conv; 2],
+    tail: Conv,
+}
+
+impl Generator {
+    /// Builds the generator from `vb` (keys `model.N...` as the PyTorch module's state dict).
+    pub fn new(vb: &VarBuilder, config: GeneratorConfig) -> Result<Self> {
+        let vb = vb.pp("model");
+        let ngf = config.ngf;
+        let fwd = |stride, padding| ConvKind::Forward { stride, padding };
+        let head = Conv::new(&vb, "1", 3, ngf, 7, fwd(1, 0))?;
+        let down = [
+            Conv::new(&vb, "4", ngf, 2 * ngf, 3, fwd(2, 1))?,
+            Conv::new(&vb, "7", 2 * ngf, 4 * ngf, 3, fwd(2, 1))?,
+        ];
+        let blocks = (0..config.blocks)
+            .map(|i| {
+                let vb = vb.pp((10 + i).to_string()).pp(config.layout.block_key());
+                Ok(ResidualBlock {
+                    conv1: Conv::new(&vb, "1", 4 * ngf, 4 * ngf, 3, fwd(1, 0))?,
+                    conv2: Conv::new(&vb, "5", 4 * ngf, 4 * ngf, 3, fwd(1, 0))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (u1, u2, t) = config.tail_indices();
+        let up_kind = match config.layout {
+            Layout::Seed => fwd(1, 1),
+            Layout::Official => ConvKind::Transposed,
+        };
+        let up = [
+            Conv::new(&vb, &u1.to_string(), 4 * ngf, 2 * ngf, 3, up_kind)?,
+            Conv::new(&vb, &u2.to_string(), 2 * ngf, ngf, 3, up_kind)?,
+        ];
+        let tail = Conv::new(&vb, &t.to_string(), ngf, 3, 7, fwd(1, 0))?;
+        Ok(Self {
+            config,
+            head,
+            down,
+            blocks,
+            up,
+            tail,
+        })
+    }
+
+    pub fn config(&self) -> GeneratorConfig {
+        self.config
+    }
+
+    /// The forward pass with instance norms as `norms` says. Height and width must be
+    /// multiples of 4 (two stride-2 convolutions); `stylize` pads to that.
+    pub fn forward_with(&self, x: &Tensor, norms: &mut Norms) -> Result<Tensor> {
+        let mut h = self.head.forward(&reflection_pad2d(x, 3)?)?;
+        h = norms.apply(&h)?.relu()?;
+        for conv in &self.down {
+            h = norms.apply(&conv.forward(&h)?)?.relu()?;
+        }
+        for block in &self.blocks {
+            let r = block.conv1.forward(&reflection_pad2d(&h, 1)?)?;
+            let r = norms.apply(&r)?.relu()?;
+            let r = block.conv2.forward(&reflection_pad2d(&r, 1)?)?;
+            h = (h + norms.apply(&r)?)?;
+        }
+        for conv in &self.up {
+            if self.config.layout == Layout::Seed {
+                let (_, _, hh, ww) = h.dims4()?;
+                h = h.upsample_nearest2d(hh * 2, ww * 2)?;
+            }
+            h = norms.apply(&conv.forward(&h)?)?.relu()?;
+        }
+        self.tail.forward(&reflection_pad2d(&h, 3)?)?.tanh()
+    }
+}
+
+impl Module for Generator {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, &mut Norms::Own)
+    }
+}

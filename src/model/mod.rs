@@ -1,0 +1,9 @@
+//! The CycleGAN networks.
+
+pub mod conv;
+pub mod discriminator;
+pub mod generator;
+pub mod layers;
+
+pub use discriminator::Discriminator;
+pub use generator::{Generator, GeneratorConfig, Layout, Norms};

@@ -1,0 +1,295 @@
+//! Weight files: safetensors (our format, with metadata) and PyTorch `.pth` checkpoints
+//! (read by a pickle interpreter that cannot run code). Keys are normalised so the
+//! networks see `model.N...` whatever wrapper saved them.
+
+pub mod pth;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::error::{Error, Result};
+use crate::model::{Generator, GeneratorConfig, Layout};
+
+/// Where a set of weights came from; `info` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFormat {
+    Safetensors,
+    Pth,
+}
+
+/// The tensors of one file (on the CPU, in their stored dtype) and its metadata.
+#[derive(Debug, Clone)]
+pub struct Weights {
+    pub tensors: HashMap<String, Tensor>,
+    pub metadata: BTreeMap<String, String>,
+    pub format: SourceFormat,
+}
+
+/// Wrapper prefixes added by `DataParallel` and `torch.compile`.
+const WRAPPER_PREFIXES: [&str; 2] = ["module.", "_orig_mod."];
+/// Buffers of norm layers that have no place in an inference state dict.
+const IGNORED_SUFFIXES: [&str; 3] = ["running_mean", "running_var", "num_batches_tracked"];
+
+impl Weights {
+    /// Reads a `.safetensors` or `.pth` file, told apart by content, not by extension.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(&bytes).map_err(|e| e.with_path(path))
+    }
+
+    /// Parses weights from memory (the C ABI's `cg_model_load_from_memory`).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        if bytes.is_empty() {
+            return Err(Error::format_mem("the weights file is empty"));
+        }
+        let (tensors, metadata, format) = if pth::looks_like_pth(bytes) {
+            let mut tensors = HashMap::new();
+            for raw in pth::read_pth(bytes)? {
+                let dtype = match raw.dtype {
+                    pth::RawDtype::F16 => DType::F16,
+                    pth::RawDtype::BF16 => DType::BF16,
+                    pth::RawDtype::F32 => DType::F32,
+                    pth::RawDtype::F64 => DType::F64,
+                    pth::RawDtype::I64 => continue, // counters such as num_batches_tracked
+                };
+                let t = Tensor::from_raw_buffer(&raw.data, dtype, &raw.shape, &Device::Cpu)?;
+                tensors.insert(raw.name, t);
+            }
+            (tensors, BTreeMap::new(), SourceFormat::Pth)
+        } else {
+            let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| {
+                Error::format_mem(format!(
+                    "not a safetensors or PyTorch .pth weights file ({e})"
+                ))
+            })?;
+            let metadata = meta
+                .metadata()
+                .as_ref()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default();
+            let st = safetensors::SafeTensors::deserialize(bytes)
+                .map_err(|e| Error::format_mem(format!("corrupt safetensors file: {e}")))?;
+            let mut tensors = HashMap::new();
+            for (name, view) in st.tensors() {
+                use safetensors::Dtype as S;
+                let dtype = match view.dtype() {
+                    S::F16 => DType::F16,
+                    S::BF16 => DType::BF16,
+                    S::F32 => DType::F32,
+                    S::F64 => DType::F64,
+                    other => {
+                        return Err(Error::format_mem(format!(
+                        "tensor {name} has dtype {other:?}; weights must be f16, bf16, f32 or f64"
+                    )))
+                    }
+                };
+                let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)?;
+                tensors.insert(name, t);
+            }
+            (tensors, metadata, SourceFormat::Safetensors)
+        };
+        let tensors = normalize_keys(tensors);
+        if tensors.is_empty() {
+            return Err(Error::format_mem("the file holds no tensors"));
+        }
+        Ok(Self {
+            tensors,
+            metadata,
+            format,
+        })
+    }
+
+    /// Prefixes under which a complete generator's head and first block are found
+    /// (`""` for a bare state dict, `"G_A."` in a training checkpoint).
+    pub fn generator_prefixes(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .tensors
+            .keys()
+            .filter_map(|k| k.strip_suffix("model.1.weight"))
+            .filter(|p| {
+                ["block", "conv_block"].iter().any(|b| {
+                    self.tensors
+                        .contains_key(&format!("{p}model.10.{b}.1.weight"))
+                })
+            })
+            .map(str::to_owned)
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The single generator prefix, or an error saying why there is none or several.
+    fn only_generator_prefix(&self) -> Result<String> {
+        let prefixes = self.generator_prefixes();
+        match prefixes.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(Error::format_mem(
+                "no CycleGAN ResNet generator found (expected keys such as model.1.weight and \
+                 model.10.block.1.weight or model.10.conv_block.1.weight)",
+            )),
+            many => Err(Error::format_mem(format!(
+                "the file holds several generators ({}); export the one you want with \
+                 `cyclegan import`",
+                many.join(", ")
+            ))),
+        }
+    }
+
+    /// Works out layout, filters and block count from key names and shapes.
+    pub fn generator_config(&self) -> Result<GeneratorConfig> {
+        let p = self.only_generator_prefix()?;
+        self.config_at(&p)
+    }
+
+    fn config_at(&self, p: &str) -> Result<GeneratorConfig> {
+        let layout = if self
+            .tensors
+            .contains_key(&format!("{p}model.10.block.1.weight"))
+        {
+            Layout::Seed
+        } else {
+            Layout::Official
+        };
+        let key = match layout {
+            Layout::Seed => "block",
+            Layout::Official => "conv_block",
+        };
+        let blocks = (10..)
+            .take_while(|i| {
+                self.tensors
+                    .contains_key(&format!("{p}model.{i}.{key}.1.weight"))
+            })
+            .count();
+        let head = &self.tensors[&format!("{p}model.1.weight")];
+        let dims = head.dims();
+        if dims.len() != 4 || dims[1] != 3 || dims[2] != 7 || dims[3] != 7 || dims[0] == 0 {
+            return Err(Error::format_mem(format!(
+                "{p}model.1.weight has shape {dims:?}; a generator's first layer is [ngf, 3, 7, 7]"
+            )));
+        }
+        Ok(GeneratorConfig {
+            layout,
+            ngf: dims[0],
+            blocks,
+        })
+    }
+
+    /// Builds the generator on `device` in `dtype`, checking every shape.
+    pub fn generator(&self, device: &Device, dtype: DType) -> Result<Generator> {
+        let p = self.only_generator_prefix()?;
+        let config = self.config_at(&p)?;
+        let vb = VarBuilder::from_tensors(self.subset(&p), dtype, device);
+        let g = Generator::new(&vb, config).map_err(|e| {
+            Error::format_mem(format!(
+                "weights do not fit a {} generator with {} filters and {} blocks: {}",
+                config.layout.name(),
+                config.ngf,
+                config.blocks,
+                first_line(&e.to_string())
+            ))
+        })?;
+        self.check_finite(&p)?;
+        Ok(g)
+    }
+
+    /// The tensors under `prefix`, with the prefix removed.
+    pub fn subset(&self, prefix: &str) -> HashMap<String, Tensor> {
+        self.tensors
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_owned(), v.clone())))
+            .collect()
+    }
+
+    /// NaN or infinite weights turn every output pixel into garbage; refuse them up front.
+    fn check_finite(&self, prefix: &str) -> Result<()> {
+        for (k, t) in self.tensors.iter().filter(|(k, _)| k.starts_with(prefix)) {
+            let sum = t
+                .to_dtype(DType::F32)?
+                .abs()?
+                .sum_all()?
+                .to_scalar::<f32>()?;
+            if !sum.is_finite() {
+                return Err(Error::format_mem(format!(
+                    "tensor {k} holds NaN or infinite values"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored dtype of the generator's weights, for `info`.
+    pub fn dtype(&self) -> Option<DType> {
+        self.tensors
+            .get("model.1.weight")
+            .map(|t| t.dtype())
+            .or_else(|| {
+                let mut v: Vec<_> = self.tensors.iter().collect();
+                v.sort_by(|a, b| a.0.cmp(b.0));
+                v.first().map(|(_, t)| t.dtype())
+            })
+    }
+
+    /// Number of scalar parameters in the file.
+    pub fn parameter_count(&self) -> usize {
+        self.tensors.values().map(|t| t.elem_count()).sum()
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+fn normalize_keys(tensors: HashMap<String, Tensor>) -> HashMap<String, Tensor> {
+    tensors
+        .into_iter()
+        .filter(|(k, _)| !IGNORED_SUFFIXES.iter().any(|s| k.ends_with(s)))
+        .map(|(k, v)| {
+            let mut key = k.as_str();
+            while let Some(rest) = WRAPPER_PREFIXES.iter().find_map(|p| key.strip_prefix(p)) {
+                key = rest;
+            }
+            // `torch.compile` and DataParallel can also wrap sub-modules.
+            let key = key.replace("._orig_mod.", ".").replace(".module.", ".");
+            (key, v)
+        })
+        .collect()
+}
+
+/// Serialises tensors with metadata to safetensors bytes, names sorted for stable files.
+pub fn to_safetensors_bytes(
+    tensors: &HashMap<String, Tensor>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    let mut named: Vec<(&String, &Tensor)> = tensors.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    let contiguous: Vec<(String, Tensor)> = named
+        .into_iter()
+        .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?.contiguous()?)))
+        .collect::<Result<_>>()?;
+    let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
+    safetensors::tensor::serialize(contiguous, Some(meta))
+        .map_err(|e| Error::format_mem(format!("cannot serialise weights: {e}")))
+}
+
+/// Writes a style file: the generator's tensors in `dtype` plus metadata describing it.
+pub fn save_style(
+    path: &Path,
+    tensors: &HashMap<String, Tensor>,
+    dtype: DType,
+    mut metadata: BTreeMap<String, String>,
+    config: GeneratorConfig,
+) -> Result<()> {
+    metadata.insert("layout".into(), config.layout.name().into());
+    metadata.insert("ngf".into(), config.ngf.to_string());
+    metadata.insert("blocks".into(), config.blocks.to_string());
+    metadata.insert("dtype".into(), format!("{dtype:?}").to_lowercase());
+    let converted = tensors
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.to_dtype(dtype)?)))
+        .collect::<Result<HashMap<_, _>>>()?;
+    let bytes = to_safetensors_bytes(&converted, &metadata)?;
+    crate::io::write_atomic(path, &bytes)
+}
