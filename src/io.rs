@@ -72,7 +72,7 @@ pub fn read_image(path: &Path, limits: &DecodeLimits) -> Result<Pixels> {
         return Err(Error::format(
             path,
             format!(
-                "file is {} bytes, over the limit of {} bytes (raise it with the max_alloc_bytes decode limit)",
+                "file is {} bytes, over the limit of {} bytes (raise DecodeLimits::max_alloc_bytes to allow it)",
                 meta.len(),
                 limits.max_alloc_bytes
             ),
@@ -174,7 +174,7 @@ fn decode_inner(bytes: &[u8], limits: &DecodeLimits, path: Option<&Path>) -> Res
         return Err(format_error(
             path,
             format!(
-                "image declares {w}x{h} pixels, over the limit of {} (raise it with the max_pixels decode limit)",
+                "image declares {w}x{h} pixels, over the limit of {} (raise it with --max-megapixels, or DecodeLimits::max_pixels in the API)",
                 limits.max_pixels
             ),
         ));
@@ -190,7 +190,7 @@ fn decode_inner(bytes: &[u8], limits: &DecodeLimits, path: Option<&Path>) -> Res
         return Err(format_error(
             path,
             format!(
-                "image declares {w}x{h} pixels, which needs {needed} bytes to decode, over the limit of {} bytes (raise it with the max_alloc_bytes decode limit)",
+                "image declares {w}x{h} pixels, which needs {needed} bytes to decode, over the limit of {} bytes (raise DecodeLimits::max_alloc_bytes to allow it)",
                 limits.max_alloc_bytes
             ),
         ));
@@ -468,7 +468,6 @@ pub fn encode_image(p: &Pixels, format: ImageFormat) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     /// A scratch folder removed on drop, so failed tests do not litter /tmp.
     struct TempDir(PathBuf);
@@ -774,15 +773,12 @@ mod tests {
     fn decompression_bomb_is_refused_from_the_header() {
         let bomb = png_header_only(100_000, 100_000);
         assert!(bomb.len() < 80);
-        let t = Instant::now();
         let msg = format_msg(decode_image(&bomb, &limits()).unwrap_err());
         assert!(
             msg.contains("100000x100000") && msg.contains("over the limit of 250000000"),
             "{msg}"
         );
         assert!(msg.contains("raise it with"), "{msg}");
-        // Allocating and zeroing 30 GB would take far longer than this (or fail).
-        assert!(t.elapsed().as_secs() < 2);
 
         let dir = TempDir::new("bomb");
         let path = dir.0.join("bomb.png");

@@ -57,10 +57,12 @@ const LEGACY_PROTOCOL: i128 = 1001;
 const MAX_EXPANSION: usize = 16;
 /// Small files still get this much room, so tiny hand-made checkpoints are not refused.
 const MIN_BUDGET: usize = 1 << 20;
-/// Nesting deeper than any real checkpoint; also what stops reference cycles.
+/// Nesting deeper than any real checkpoint (and more dims than torch allows).
 const MAX_DEPTH: usize = 64;
 /// Bounds the walk over shared sub-objects, which can otherwise be exponential.
-const MAX_VISITS: usize = 1 << 20;
+const MAX_VISITS: usize = 1 << 22;
+/// Bounds the memory spent on tensor names for the same reason.
+const MAX_NAME_BYTES: usize = 1 << 26;
 
 /// True when the bytes start like a zip (new format) or a pickle (legacy format).
 pub fn looks_like_pth(bytes: &[u8]) -> bool {
@@ -324,41 +326,40 @@ fn collect(vm: &Pickle, top: &Value) -> Result<Vec<(String, usize)>> {
         vm: &'v Pickle<'v>,
         path: Vec<usize>,
         visits: usize,
+        name_bytes: usize,
         found: Vec<(String, usize)>,
     }
     impl Walk<'_> {
-        fn value(&mut self, v: &Value, name: &str) -> Result<()> {
-            let (Value::Dict(i) | Value::List(i) | Value::Tuple(i)) = *v else {
-                if let Value::Tensor(t) = *v {
-                    self.found.push((name.to_string(), t));
+        fn value(&mut self, v: &Value, name: String) -> Result<()> {
+            let vm = self.vm;
+            let i = match *v {
+                Value::Tensor(t) => {
+                    self.found.push((name, t));
+                    return Ok(());
                 }
-                return Ok(());
+                Value::Dict(i) | Value::List(i) | Value::Tuple(i) => i,
+                _ => return Ok(()),
             };
-            self.visits += 1;
             if self.path.contains(&i) {
                 return Ok(());
             }
-            if self.path.len() >= MAX_DEPTH || self.visits > MAX_VISITS {
-                return Err(bad("objects nested too deeply or shared too often"));
+            if self.path.len() >= MAX_DEPTH {
+                return Err(bad("objects nested too deeply"));
             }
             self.path.push(i);
-            let join = |k: &dyn std::fmt::Display| match name {
-                "" => k.to_string(),
-                _ => format!("{name}.{k}"),
-            };
-            match self.vm.objs.get(i) {
+            match vm.objs.get(i) {
                 Some(Obj::Dict(items)) => {
                     for (k, v) in items {
                         match k {
-                            Value::Str(s) => self.value(v, &join(s))?,
-                            Value::Int(n) => self.value(v, &join(n))?,
+                            Value::Str(s) => self.item(v, &name, s)?,
+                            Value::Int(n) => self.item(v, &name, n)?,
                             _ => {}
                         }
                     }
                 }
                 Some(Obj::Seq(items)) => {
                     for (n, v) in items.iter().enumerate() {
-                        self.value(v, &join(&n))?;
+                        self.item(v, &name, &n)?;
                     }
                 }
                 None => {}
@@ -366,14 +367,39 @@ fn collect(vm: &Pickle, top: &Value) -> Result<Vec<(String, usize)>> {
             self.path.pop();
             Ok(())
         }
+
+        /// Names are built only for what may hold tensors, and both the number of steps and
+        /// the bytes of names are capped: shared sub-objects can make a walk exponential.
+        fn item(&mut self, v: &Value, parent: &str, key: &dyn std::fmt::Display) -> Result<()> {
+            self.visits += 1;
+            if self.visits > MAX_VISITS {
+                return Err(bad("too many objects (shared sub-objects?)"));
+            }
+            if !matches!(
+                v,
+                Value::Tensor(_) | Value::Dict(_) | Value::List(_) | Value::Tuple(_)
+            ) {
+                return Ok(());
+            }
+            let name = match parent {
+                "" => key.to_string(),
+                _ => format!("{parent}.{key}"),
+            };
+            self.name_bytes = self.name_bytes.saturating_add(name.len());
+            if self.name_bytes > MAX_NAME_BYTES {
+                return Err(bad("tensor names too long or too many"));
+            }
+            self.value(v, name)
+        }
     }
     let mut walk = Walk {
         vm,
         path: Vec::new(),
         visits: 0,
+        name_bytes: 0,
         found: Vec::new(),
     };
-    walk.value(top, "")?;
+    walk.value(top, String::new())?;
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut unique: Vec<(String, usize)> = Vec::new();
     for (name, t) in walk.found {
@@ -507,7 +533,8 @@ fn resolve_global(module: &str, name: &str) -> Result<Global> {
     g.ok_or_else(|| {
         let (module, name) = (clean(module), clean(name));
         Error::Unsupported(format!(
-            "pickle global {module}.{name} is not allowed: this file wants to run code or holds something other than tensors"
+            "pickle global {module}.{name} is not allowed: \
+             this file wants to run code or holds something other than tensors"
         ))
     })
 }
@@ -910,22 +937,15 @@ impl<'a> Pickle<'a> {
                 "REDUCE on something that is not an allowed callable".into(),
             ));
         };
-        let args = self.seq(&args, "REDUCE arguments")?.to_vec();
-        match (g, args.as_slice()) {
+        let args = self.seq(&args, "REDUCE arguments")?;
+        // Every allowed call takes a few arguments; copying a memoized huge tuple on each
+        // REDUCE would be a cheap way to burn time.
+        if args.len() > 7 {
+            return Err(bad("REDUCE with too many arguments"));
+        }
+        match (g, &*args.to_vec()) {
             (Global::OrderedDict, []) => Ok(Value::Dict(self.alloc(Obj::Dict(Vec::new())))),
-            (Global::OrderedDict, [pairs]) => {
-                let mut items = Vec::new();
-                for pair in self.seq(pairs, "OrderedDict items")? {
-                    match self.seq(pair, "OrderedDict item")? {
-                        [k, v] => items.push((k.clone(), v.clone())),
-                        _ => return Err(bad("OrderedDict item is not a pair")),
-                    }
-                }
-                Ok(Value::Dict(self.alloc(Obj::Dict(items))))
-            }
-            (Global::RebuildTensorV2, [storage, offset, shape, stride, _grad, _hooks, ..])
-                if args.len() <= 7 =>
-            {
+            (Global::RebuildTensorV2, [storage, offset, shape, stride, _grad, _hooks, ..]) => {
                 let Value::Storage(storage) = *storage else {
                     return Err(bad("tensor without a storage"));
                 };
@@ -953,11 +973,13 @@ impl<'a> Pickle<'a> {
         }
     }
 
+    /// Sizes and strides; torch caps tensors at 64 dims, and so does this.
     fn usizes(&self, v: &Value, what: &str) -> Result<Vec<usize>> {
-        self.seq(v, what)?
-            .iter()
-            .map(|x| to_usize(x, what))
-            .collect()
+        let items = self.seq(v, what)?;
+        if items.len() > MAX_DEPTH {
+            return Err(bad(format!("{what} has too many dims")));
+        }
+        items.iter().map(|x| to_usize(x, what)).collect()
     }
 
     fn persistent_load(&mut self, pid: &Value) -> Result<Value> {
@@ -1123,6 +1145,11 @@ mod tests {
     }
 
     fn zip_file(pkl: &[u8], storages: &[(&str, usize)], deflate: bool) -> Vec<u8> {
+        let raw: Vec<_> = storages.iter().map(|&(k, n)| (k, floats(n))).collect();
+        zip_raw(pkl, &raw, deflate)
+    }
+
+    fn zip_raw(pkl: &[u8], storages: &[(&str, Vec<u8>)], deflate: bool) -> Vec<u8> {
         let method = if deflate {
             zip::CompressionMethod::Deflated
         } else {
@@ -1134,9 +1161,9 @@ mod tests {
         w.write_all(pkl).unwrap();
         w.start_file("archive/byteorder", opts).unwrap();
         w.write_all(b"little").unwrap();
-        for &(k, n) in storages {
+        for (k, data) in storages {
             w.start_file(format!("archive/data/{k}"), opts).unwrap();
-            w.write_all(&floats(n)).unwrap();
+            w.write_all(data).unwrap();
         }
         w.finish().unwrap().into_inner()
     }
@@ -1179,6 +1206,84 @@ mod tests {
         let mut p = Pk::new();
         state_dict(&mut p, SMALL, false);
         check_small(&read_pth(&zip_file(&p.done(), SMALL_STORAGES, true)).unwrap());
+    }
+
+    /// `_rebuild_tensor_v2(storage, 0, shape, contiguous stride, False, None)`.
+    fn tensor(p: &mut Pk, storage_type: &str, key: &str, shape: &[i64]) {
+        let numel = shape.iter().product();
+        let stride: Vec<i64> = (0..shape.len())
+            .map(|i| shape[i + 1..].iter().product())
+            .collect();
+        p.g("torch._utils", "_rebuild_tensor_v2")
+            .op(b"((")
+            .s("storage");
+        p.g("torch", storage_type)
+            .s(key)
+            .s("cpu")
+            .long(numel)
+            .op(b"tQ");
+        p.long(0).ints(shape).ints(&stride).op(b"\x89NtR");
+    }
+
+    #[test]
+    fn other_dtypes_and_parameters() {
+        let mut p = Pk::new();
+        p.op(b"}(")
+            .s("h")
+            .g("torch._utils", "_rebuild_parameter")
+            .op(b"(");
+        tensor(&mut p, "HalfStorage", "h", &[2]);
+        p.op(b"\x88").g("collections", "OrderedDict").op(b")RtR");
+        p.s("step");
+        tensor(&mut p, "LongStorage", "l", &[]);
+        p.s("mask");
+        tensor(&mut p, "BoolStorage", "b", &[3]);
+        p.s("bf");
+        tensor(&mut p, "BFloat16Storage", "f", &[1, 2]);
+        let pkl = p.op(b"u").done();
+        let half: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect();
+        let storages = [
+            ("h", half.clone()),
+            ("l", 7i64.to_le_bytes().to_vec()),
+            ("b", vec![1, 0, 1]),
+            ("f", vec![1, 2, 3, 4]),
+        ];
+        let ts = read_pth(&zip_raw(&pkl, &storages, false)).unwrap();
+        let got: Vec<_> = ts
+            .iter()
+            .map(|t| (t.name.as_str(), t.dtype, t.shape.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("h", RawDtype::F16, vec![2]),
+                ("step", RawDtype::I64, vec![]),
+                ("bf", RawDtype::BF16, vec![1, 2]),
+            ]
+        );
+        assert_eq!(ts[0].data, half);
+        assert_eq!(ts[1].data, 7i64.to_le_bytes());
+        assert_eq!(ts[2].data, [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn legacy_storage_views() {
+        let spec: &[Spec] = &[("v", "0", 6, 0, &[3], &[1])];
+        let file = legacy_file(spec, &[("0", 6)]);
+        let at = file.windows(3).position(|w| w == b"NtQ").unwrap();
+        let with_view = |first: i64, len: i64| {
+            let mut view = Pk(Vec::new());
+            view.op(b"(").s("0v").long(first).long(len).op(b"t");
+            [&file[..at], &view.0, &file[at + 1..]].concat()
+        };
+        let ts = read_pth(&with_view(2, 3)).unwrap();
+        assert_eq!(f32s(&ts[0]), [2., 3., 4.]);
+        assert!(read_pth(&with_view(2, 2)).is_err());
+        assert!(read_pth(&with_view(5, 3)).is_err());
+        assert!(read_pth(&with_view(i64::MAX, 3)).is_err());
     }
 
     #[test]
@@ -1349,6 +1454,60 @@ mod tests {
                 let _ = read_pth(&f);
             }
         }
+    }
+
+    #[test]
+    fn pickle_soup_never_panics() {
+        let mut seed = 0x2545f4914f6cdd1du64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let ops =
+            b"\x80\x95.(012}])t\x85\x86\x87suaeJKM\x8aGX\x8c\x8dUTBCN\x88\x89\x93qr\x94hjRbQ\x81";
+        let mut good = Pk::new();
+        state_dict(&mut good, SMALL, false);
+        let good = good.done();
+        for round in 0..20_000 {
+            let soup: Vec<u8> = if round % 2 == 0 {
+                (0..rand() % 64)
+                    .map(|_| match rand() % 3 {
+                        0 => rand() as u8 % 4,
+                        _ => ops[(rand() % ops.len() as u64) as usize],
+                    })
+                    .collect()
+            } else {
+                let mut f = good.clone();
+                for _ in 0..1 + rand() % 3 {
+                    let at = (rand() % f.len() as u64) as usize;
+                    f[at] = ops[(rand() % ops.len() as u64) as usize];
+                }
+                f
+            };
+            for persid in [Persid::Zip, Persid::Legacy] {
+                let mut vm = Pickle::new(&soup, 0, persid);
+                if let Ok(top) = vm.run() {
+                    let _ = collect(&vm, &top);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shared_subobjects_cannot_blow_up_the_walk() {
+        let mut p = Pk::new();
+        p.op(b"}q\x00");
+        for level in 1..60u8 {
+            p.op(b"}(")
+                .s("a")
+                .op(&[b'h', level - 1])
+                .s("b")
+                .op(&[b'h', level - 1]);
+            p.op(b"u").op(&[b'q', level]);
+        }
+        assert!(read_pth(&zip_file(&p.done(), &[], false)).is_err());
     }
 
     #[test]
