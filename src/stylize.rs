@@ -20,7 +20,7 @@ pub const DEFAULT_TILE: u32 = 512;
 
 /// Overlap on each side of a tile. Tiles are cut and blended on a 4-pixel grid so the two
 /// stride-2 layers see the same pixel phases as the whole image does.
-const TILE_MARGIN: usize = 64;
+const TILE_MARGIN: usize = 96;
 
 /// Largest image (in pixels) whose instance-norm statistics are measured at full working
 /// resolution; larger ones measure them on a downscaled copy of this size.
