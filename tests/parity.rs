@@ -158,3 +158,24 @@ fn reflection_and_norm_are_differentiable() {
     let grads = loss.backward().unwrap();
     assert!(grads.get(x.as_tensor()).is_some());
 }
+
+/// On a CUDA build with a GPU: the same vectors through the CUDA backend.
+#[cfg(feature = "cuda")]
+#[test]
+fn cuda_matches_pytorch() {
+    if !cyclegan::Backend::Cuda.is_available() {
+        eprintln!("skipping: no CUDA device");
+        return;
+    }
+    let dev = cyclegan::Backend::Cuda.device().unwrap();
+    let weights = Weights::read(&fixture("jz_ngf8_b9.pth")).unwrap();
+    let g = weights.generator(&dev, DType::F32).unwrap();
+    let v = load_tensors(&fixture("parity_jz_ngf8_b9.safetensors"));
+    for i in 0..3 {
+        let x = v[&format!("input_{i}")].to_device(&dev).unwrap();
+        let got = g.forward(&x).unwrap().to_device(&Device::Cpu).unwrap();
+        let d = max_abs_diff(&got, &v[&format!("output_{i}")]);
+        // cuBLAS may use TF32 tensor cores for f32 convolutions: 10-bit mantissas.
+        assert!(d <= 2e-3, "CUDA input_{i}: max abs diff {d}");
+    }
+}
