@@ -318,6 +318,9 @@ fn forward(
     h: usize,
     norms: &mut Norms,
 ) -> Result<Vec<f32>> {
+    if let Some(cpu) = model.cpu_generator() {
+        return Ok(cpu.forward_planar(planar, w, h, norms)?);
+    }
     let x = Tensor::from_slice(planar, (1, 3, h, w), model.device())?.to_dtype(model.dtype())?;
     let y = model.generator().forward_with(&x, norms)?;
     Ok(y.to_dtype(candle_core::DType::F32)?
