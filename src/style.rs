@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{DType, Device};
 
 use crate::device::{compute_dtype, Backend};
 use crate::error::{Error, Result};
-use crate::model::{Generator, GeneratorConfig};
+use crate::model::{CpuGenerator, Generator, GeneratorConfig};
 use crate::weights::Weights;
 
 /// Shipped styles: name, menu label, weights.
@@ -39,6 +40,8 @@ pub fn style_label(name: &str) -> Option<&'static str> {
 #[derive(Debug, Clone)]
 pub struct Model {
     generator: Generator,
+    /// The same weights packed for the CPU fast path, present when the model runs on the CPU.
+    cpu: Option<Arc<CpuGenerator>>,
     device: Device,
     dtype: DType,
     metadata: BTreeMap<String, String>,
@@ -70,8 +73,14 @@ impl Model {
         let device = backend.device()?;
         let dtype = compute_dtype(&device);
         let generator = weights.generator(&device, dtype)?;
+        let cpu = if device.is_cpu() {
+            Some(Arc::new(CpuGenerator::new(&generator)?))
+        } else {
+            None
+        };
         Ok(Self {
             generator,
+            cpu,
             device,
             dtype,
             metadata: weights.metadata.clone(),
@@ -80,6 +89,11 @@ impl Model {
 
     pub fn generator(&self) -> &Generator {
         &self.generator
+    }
+
+    /// The CPU fast path; `None` when the model lives on a GPU.
+    pub fn cpu_generator(&self) -> Option<&CpuGenerator> {
+        self.cpu.as_deref()
     }
 
     pub fn config(&self) -> GeneratorConfig {

@@ -318,6 +318,9 @@ fn forward(
     h: usize,
     norms: &mut Norms,
 ) -> Result<Vec<f32>> {
+    if let Some(cpu) = model.cpu_generator() {
+        return Ok(cpu.forward_planar(planar, w, h, norms)?);
+    }
     let x = Tensor::from_slice(planar, (1, 3, h, w), model.device())?.to_dtype(model.dtype())?;
     let y = model.generator().forward_with(&x, norms)?;
     Ok(y.to_dtype(candle_core::DType::F32)?
@@ -378,12 +381,12 @@ mod tests {
 
     #[test]
     fn ramps_sum_to_one_in_overlaps() {
-        // Two tiles over 0..300 whose cores split at 160 with 64-px margins.
-        let n = 300;
-        let a = ramp(0, 224, n);
-        let b = ramp(96, 300, n);
-        for i in 96..224 {
-            let s = a[i] + b[i - 96];
+        // Two tiles over 0..400 whose cores split at 200, each with its margin.
+        let (n, m) = (400, TILE_MARGIN);
+        let a = ramp(0, 200 + m, n);
+        let b = ramp(200 - m, n, n);
+        for i in 200 - m..200 + m {
+            let s = a[i] + b[i - (200 - m)];
             assert!((s - 1.0).abs() < 1e-5, "at {i}: {s}");
         }
         assert!(a.iter().chain(&b).all(|&w| w > 0.0));

@@ -48,6 +48,19 @@ impl Conv {
         Ok(Self { weight, bias, kind })
     }
 
+    /// `[out, in, k, k]` for forward kernels, `[in, out, k, k]` for transposed ones.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    pub fn kind(&self) -> ConvKind {
+        self.kind
+    }
+
     pub fn out_channels(&self) -> usize {
         match self.kind {
             ConvKind::Forward { .. } => self.weight.dims()[0],

@@ -86,6 +86,53 @@ pub enum Norms<'a> {
 }
 
 impl Norms<'_> {
+    /// Whether the next norm measures its statistics (false when they are frozen), so an
+    /// engine that fuses the measurement into its convolution can skip it.
+    pub fn measures(&self) -> bool {
+        !matches!(self, Norms::Frozen(..))
+    }
+
+    /// Per-channel (mean, biased variance) of the next norm for engines that measure outside
+    /// candle: `measured` (required unless frozen) is kept when recording, ignored when frozen.
+    pub fn next_stats(
+        &mut self,
+        channels: usize,
+        measured: Option<(Vec<f32>, Vec<f32>)>,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        let missing = || candle_core::Error::Msg("norm statistics were not measured".into());
+        match self {
+            Norms::Own => measured.ok_or_else(missing),
+            Norms::Record(out) => {
+                let (mean, var) = measured.ok_or_else(missing)?;
+                let dev = candle_core::Device::Cpu;
+                out.push(NormStats {
+                    mean: Tensor::from_slice(&mean, (1, channels, 1, 1), &dev)?,
+                    var: Tensor::from_slice(&var, (1, channels, 1, 1), &dev)?,
+                });
+                Ok((mean, var))
+            }
+            Norms::Frozen(stats, next) => {
+                let s = stats.get(*next).ok_or_else(|| {
+                    candle_core::Error::Msg("fewer recorded norm statistics than norms".into())
+                })?;
+                *next += 1;
+                let read = |t: &Tensor| -> Result<Vec<f32>> {
+                    t.to_dtype(candle_core::DType::F32)?
+                        .flatten_all()?
+                        .to_vec1()
+                };
+                let (mean, var) = (read(&s.mean)?, read(&s.var)?);
+                if mean.len() != channels || var.len() != channels {
+                    return Err(candle_core::Error::Msg(format!(
+                        "recorded norm statistics have {} channels, the layer has {channels}",
+                        mean.len()
+                    )));
+                }
+                Ok((mean, var))
+            }
+        }
+    }
+
     fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
         match self {
             Norms::Own => normalize(x, &instance_stats(x)?),
@@ -165,6 +212,18 @@ impl Generator {
 
     pub fn config(&self) -> GeneratorConfig {
         self.config
+    }
+
+    /// Every convolution in forward order (head, 2 down, 2 per block, 2 up, tail), so other
+    /// engines (the CPU fast path) can run the same weights.
+    pub fn convs(&self) -> Vec<&Conv> {
+        let mut v = vec![&self.head, &self.down[0], &self.down[1]];
+        for b in &self.blocks {
+            v.push(&b.conv1);
+            v.push(&b.conv2);
+        }
+        v.extend([&self.up[0], &self.up[1], &self.tail]);
+        v
     }
 
     /// The forward pass with instance norms as `norms` says. Height and width must be

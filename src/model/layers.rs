@@ -8,7 +8,7 @@ pub const EPS: f64 = 1e-5;
 
 /// Index of `i` (possibly outside `0..n`) under reflection without repeating the edge,
 /// as `ReflectionPad2d`, mirrored again as often as needed so tiny inputs still work.
-fn reflect_index(i: isize, n: usize) -> usize {
+pub(crate) fn reflect_index(i: isize, n: usize) -> usize {
     if n == 1 {
         return 0;
     }

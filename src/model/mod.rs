@@ -1,9 +1,11 @@
 //! The CycleGAN networks.
 
 pub mod conv;
+pub mod cpu;
 pub mod discriminator;
 pub mod generator;
 pub mod layers;
 
+pub use cpu::CpuGenerator;
 pub use discriminator::Discriminator;
 pub use generator::{Generator, GeneratorConfig, Layout, Norms};

@@ -1,0 +1,448 @@
+//! An inference-only CPU engine for the generator, running the same weights as the candle
+//! [`Generator`].
+//!
+//! Why it exists: candle's CPU convolution copies a full im2col matrix per layer and runs
+//! every op (padding, norm, ReLU, residual add) as its own pass over fresh tensors, which
+//! made a 512-px image take several times as long as PyTorch. Here activations are NHWC
+//! `f32` in a few buffers reused across layers; every convolution reads its kernel taps
+//! straight out of an already padded input (no im2col), and the instance norm, ReLU,
+//! residual add, padding and upsampling of each layer are one pass that writes the next
+//! layer's padded input.
+//!
+//! Training and GPU inference stay on candle; this path only runs forward passes on the CPU.
+
+mod matmul;
+mod planes;
+
+use candle_core::{DType, Device, Result, Tensor};
+use rayon::prelude::*;
+
+use self::matmul::matmul;
+use self::planes::Planes;
+use super::conv::{Conv, ConvKind};
+use super::layers::EPS;
+use super::{Generator, GeneratorConfig, Layout, Norms};
+
+/// Output rows per work item of a convolution: small enough that a band's output stays in
+/// the L2 cache while its kernel rows accumulate into it, large enough to amortise the
+/// weight packing `gemm` does per call.
+const BAND_ROWS: usize = 256;
+
+/// One convolution's weights, packed for [`conv`].
+#[derive(Debug, Clone)]
+struct Packed {
+    /// Kernel side.
+    k: usize,
+    stride: usize,
+    cin: usize,
+    cout: usize,
+    /// `[dy][dx][cin][cout]`: for each kernel row a `(k * cin) x cout` row-major matrix, so
+    /// one kernel row of taps is one matrix product over a contiguous run of input pixels.
+    w: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Packed {
+    fn new(conv: &Conv) -> Result<Self> {
+        let wt = conv.weight().to_dtype(DType::F32)?;
+        let (d0, d1, k, k2) = wt.dims4()?;
+        if k != k2 {
+            candle_core::bail!("non-square kernel {k}x{k2}");
+        }
+        let src: Vec<f32> = wt.flatten_all()?.to_vec1()?;
+        let bias: Vec<f32> = conv.bias().to_dtype(DType::F32)?.to_vec1()?;
+        let (stride, cin, cout, transposed) = match conv.kind() {
+            ConvKind::Forward { stride, .. } => (stride, d1, d0, false),
+            // A stride-2 transposed convolution is a stride-1 convolution of the input
+            // dilated with zeros, with the kernel flipped and its channel axes swapped.
+            ConvKind::Transposed => (1, d0, d1, true),
+        };
+        let mut w = vec![0f32; k * k * cin * cout];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for dy in 0..k {
+                    for dx in 0..k {
+                        let v = if transposed {
+                            src[((ci * cout + co) * k + (k - 1 - dy)) * k + (k - 1 - dx)]
+                        } else {
+                            src[((co * cin + ci) * k + dy) * k + dx]
+                        };
+                        w[((dy * k + dx) * cin + ci) * cout + co] = v;
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            k,
+            stride,
+            cin,
+            cout,
+            w,
+            bias,
+        })
+    }
+}
+
+/// Per-channel mean and biased variance of one norm's input.
+type MeanVar = (Vec<f32>, Vec<f32>);
+
+/// Geometry of a convolution's output rows: `ho` rows of `wv` "virtual" pixels, of which the
+/// first `wo` are real and the rest junk (what the kernel saw past the row's end).
+#[derive(Debug, Clone, Copy)]
+struct OutShape {
+    ho: usize,
+    wo: usize,
+    wv: usize,
+    c: usize,
+}
+
+/// The generator's weights packed for the CPU; immutable, so one value serves many threads.
+#[derive(Debug, Clone)]
+pub struct CpuGenerator {
+    config: GeneratorConfig,
+    /// Head, 2 down, 2 per block, 2 up, tail: the order of [`Generator::convs`].
+    layers: Vec<Packed>,
+}
+
+/// Where a layer's normalized output goes in the next layer's input buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Pixel for pixel.
+    Same,
+    /// Each pixel as a 2x2 block: the seed's nearest upsampling.
+    Upsample,
+    /// Each pixel at even coordinates, zeros between: a transposed convolution's input.
+    Dilate,
+}
+
+impl CpuGenerator {
+    pub fn new(generator: &Generator) -> Result<Self> {
+        let layers = generator
+            .convs()
+            .into_iter()
+            .map(Packed::new)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            config: generator.config(),
+            layers,
+        })
+    }
+
+    pub fn config(&self) -> GeneratorConfig {
+        self.config
+    }
+
+    /// The forward pass of an NCHW tensor (any batch), as [`Generator::forward_with`].
+    pub fn forward(&self, x: &Tensor, norms: &mut Norms) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        if c != 3 {
+            candle_core::bail!("the generator takes 3 channels, got {c}");
+        }
+        let mut out = Vec::with_capacity(n * 3 * h * w);
+        for i in 0..n {
+            let planar: Vec<f32> = x.get(i)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+            out.extend(self.forward_planar(&planar, w, h, norms)?);
+        }
+        Tensor::from_vec(out, (n, 3, h, w), &Device::Cpu)
+    }
+
+    /// The forward pass of one planar RGB image (`3 x h x w`, values in [-1, 1]); returns the
+    /// same layout. Height and width must be multiples of 4, as for the candle generator.
+    pub fn forward_planar(
+        &self,
+        x: &[f32],
+        w: usize,
+        h: usize,
+        norms: &mut Norms,
+    ) -> Result<Vec<f32>> {
+        if w == 0 || h == 0 || w % 4 != 0 || h % 4 != 0 {
+            candle_core::bail!("image size {w}x{h} is not a positive multiple of 4");
+        }
+        if x.len() != 3 * w * h {
+            candle_core::bail!(
+                "expected {} values for 3x{h}x{w}, got {}",
+                3 * w * h,
+                x.len()
+            );
+        }
+        let ngf = self.config.ngf;
+        let nb = self.config.blocks;
+        let layers = &self.layers;
+        let up_place = match self.config.layout {
+            Layout::Seed => Place::Upsample,
+            Layout::Official => Place::Dilate,
+        };
+        let mut a = Planes::default();
+        let mut b = Planes::default();
+        let mut y = Vec::new();
+
+        // Head: reflection pad 3, 7x7 conv, norm, ReLU; its output feeds a zero-padded
+        // stride-2 convolution.
+        a.reset(h, w, 3, 3);
+        a.fill_from_planar(x);
+        a.reflect_border();
+        let s = self.norm_layer(&a, &layers[0], &mut y, norms, &mut b, Place::Same, 1)?;
+        debug_assert_eq!((s.ho, s.wo), (h, w));
+        self.norm_layer(&b, &layers[1], &mut y, norms, &mut a, Place::Same, 1)?;
+        self.norm_layer(&a, &layers[2], &mut y, norms, &mut b, Place::Same, 1)?;
+        b.reflect_border();
+        debug_assert_eq!((b.h, b.w, b.c), (h / 4, w / 4, 4 * ngf));
+
+        // Residual blocks: the running sum lives in `b` (with its reflected border, ready
+        // for the next block's first convolution); `a` holds the block's middle activation.
+        for i in 0..nb {
+            let l1 = &layers[3 + 2 * i];
+            let l2 = &layers[4 + 2 * i];
+            self.norm_layer(&b, l1, &mut y, norms, &mut a, Place::Same, 1)?;
+            a.reflect_border();
+            let s = conv(&a, l2, &mut y, norms.measures());
+            let (scale, shift) = affine(l2, s.1, norms)?;
+            add_normalized(&y, s.0, &scale, &shift, &mut b);
+            b.reflect_border();
+        }
+
+        // Upsampling: the first up layer's input is the residual sum itself, placed on the
+        // doubled grid; the second's is the first's normalized output, placed likewise.
+        a.reset(2 * b.h, 2 * b.w, b.c, 1);
+        place_copy(&b, &mut a, up_place);
+        let up = 3 + 2 * nb;
+        self.norm_layer(&a, &layers[up], &mut y, norms, &mut b, up_place, 1)?;
+        self.norm_layer(&b, &layers[up + 1], &mut y, norms, &mut a, Place::Same, 3)?;
+        a.reflect_border();
+        debug_assert_eq!((a.h, a.w, a.c), (h, w, ngf));
+
+        // Tail: 7x7 conv to RGB, bias, tanh.
+        let tail = &layers[up + 2];
+        let (s, _) = conv(&a, tail, &mut y, false);
+        let mut out = vec![0f32; 3 * h * w];
+        for (ch, plane) in out.chunks_exact_mut(h * w).enumerate() {
+            for (r, row) in plane.chunks_exact_mut(w).enumerate() {
+                for (xx, o) in row.iter_mut().enumerate() {
+                    *o = (y[(r * s.wv + xx) * s.c + ch] + tail.bias[ch]).tanh();
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Convolution, instance norm and ReLU, written into `dst` (reset here to the right
+    /// size with a zero border of `pad`) as `place` says.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_layer(
+        &self,
+        src: &Planes,
+        layer: &Packed,
+        y: &mut Vec<f32>,
+        norms: &mut Norms,
+        dst: &mut Planes,
+        place: Place,
+        pad: usize,
+    ) -> Result<OutShape> {
+        let (s, measured) = conv(src, layer, y, norms.measures());
+        let (scale, shift) = affine(layer, measured, norms)?;
+        let grow = if place == Place::Same { 1 } else { 2 };
+        dst.reset(grow * s.ho, grow * s.wo, s.c, pad);
+        place_normalized(y, s, &scale, &shift, dst, place);
+        Ok(s)
+    }
+}
+
+/// The norm as a per-channel scale and shift applied to the convolution's output without
+/// its bias (the bias is folded into the shift, so the convolution never adds it).
+fn affine(
+    layer: &Packed,
+    measured: Option<MeanVar>,
+    norms: &mut Norms,
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let (mean, var) = norms.next_stats(layer.cout, measured)?;
+    let mut scale = Vec::with_capacity(layer.cout);
+    let mut shift = Vec::with_capacity(layer.cout);
+    for ((&m, &v), &b) in mean.iter().zip(&var).zip(&layer.bias) {
+        let inv = 1.0 / (v as f64 + EPS).sqrt();
+        scale.push(inv as f32);
+        shift.push(((b as f64 - m as f64) * inv) as f32);
+    }
+    Ok((scale, shift))
+}
+
+/// Convolves the padded `src` with `layer` into `y` (rows of [`OutShape`], bias not added).
+/// With `measure`, also returns the per-channel mean (bias included) and biased variance of
+/// the real output pixels, summed in f64 per band so large images lose no precision.
+fn conv(
+    src: &Planes,
+    layer: &Packed,
+    y: &mut Vec<f32>,
+    measure: bool,
+) -> (OutShape, Option<MeanVar>) {
+    assert_eq!(src.c, layer.cin, "channel mismatch");
+    let (hp, wp, c) = (src.hp(), src.wp(), src.c);
+    let (k, st, n) = (layer.k, layer.stride, layer.cout);
+    assert!(hp >= k && wp >= k, "input too small");
+    // Stride 1: an output row is a whole padded input row (`wv = wp`, the last k - 1
+    // pixels junk), so a band of rows is one contiguous run of input pixels and one matrix
+    // product per kernel row. Stride 2 skips input rows, so each output row is its own run.
+    let shape = OutShape {
+        ho: (hp - k) / st + 1,
+        wo: (wp - k) / st + 1,
+        wv: if st == 1 { wp } else { (wp - k) / st + 1 },
+        c: n,
+    };
+    let m = shape.ho * shape.wv;
+    if y.len() < m * n {
+        y.resize(m * n, 0.0);
+    }
+    let kk = k * c;
+    let band_rows = BAND_ROWS.div_ceil(shape.wv);
+    let partials: Vec<Option<(Vec<f64>, Vec<f64>)>> = y[..m * n]
+        .par_chunks_mut(band_rows * shape.wv * n)
+        .enumerate()
+        .map(|(band, out)| {
+            let r0 = band * band_rows;
+            let rows = out.len() / (shape.wv * n);
+            let runs = if st == 1 { 1 } else { rows };
+            let run_px = rows * shape.wv / runs;
+            for (run, out) in out.chunks_exact_mut(run_px * n).enumerate() {
+                for dy in 0..k {
+                    // Output pixel x of output row r reads input row r*st + dy from
+                    // column x*st on, where its k taps of c channels are contiguous.
+                    let off = (((r0 + run) * st + dy) * wp) * c;
+                    let wrow = &layer.w[dy * kk * n..(dy + 1) * kk * n];
+                    matmul(
+                        run_px,
+                        n,
+                        kk,
+                        out,
+                        n,
+                        dy > 0,
+                        &src.data[off..],
+                        st * c,
+                        wrow,
+                    );
+                }
+            }
+            measure.then(|| {
+                let mut sum = vec![0f64; n];
+                let mut sq = vec![0f64; n];
+                for (i, px) in out.chunks_exact(n).enumerate() {
+                    if i % shape.wv < shape.wo {
+                        for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(px) {
+                            let v = v as f64;
+                            *s += v;
+                            *q += v * v;
+                        }
+                    }
+                }
+                (sum, sq)
+            })
+        })
+        .collect();
+    let measured = measure.then(|| {
+        let mut sum = vec![0f64; n];
+        let mut sq = vec![0f64; n];
+        for (s, q) in partials.into_iter().flatten() {
+            sum.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+            sq.iter_mut().zip(&q).for_each(|(a, b)| *a += b);
+        }
+        let count = (shape.ho * shape.wo) as f64;
+        let mut mean = Vec::with_capacity(n);
+        let mut var = Vec::with_capacity(n);
+        for ch in 0..n {
+            let mu = sum[ch] / count;
+            var.push((sq[ch] / count - mu * mu).max(0.0) as f32);
+            mean.push((mu + layer.bias[ch] as f64) as f32);
+        }
+        (mean, var)
+    });
+    (shape, measured)
+}
+
+/// Writes `relu(y * scale + shift)` into `dst`'s interior as `place` says; `dst` must have
+/// been reset (its zeros are the padding and the dilation's gaps).
+fn place_normalized(
+    y: &[f32],
+    s: OutShape,
+    scale: &[f32],
+    shift: &[f32],
+    dst: &mut Planes,
+    place: Place,
+) {
+    place_rows(dst, place, s.wo, &|r, out: &mut [f32]| {
+        let src = &y[r * s.wv * s.c..][..s.wo * s.c];
+        for (o, px) in out.chunks_exact_mut(s.c).zip(src.chunks_exact(s.c)) {
+            for (((o, &v), &a), &b) in o.iter_mut().zip(px).zip(scale).zip(shift) {
+                *o = (v * a + b).max(0.0);
+            }
+        }
+    });
+}
+
+/// Copies `src`'s interior into `dst`'s as `place` says.
+fn place_copy(src: &Planes, dst: &mut Planes, place: Place) {
+    place_rows(dst, place, src.w, &|r, out: &mut [f32]| {
+        out.copy_from_slice(src.interior_row(r));
+    });
+}
+
+/// Fills `dst`'s interior rows in parallel from source rows of `src_w` pixels that `row`
+/// computes into its buffer.
+fn place_rows(
+    dst: &mut Planes,
+    place: Place,
+    src_w: usize,
+    row: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
+    let (pad, c, h) = (dst.pad, dst.c, dst.h);
+    let (rl, hp) = (dst.row_len(), dst.hp());
+    let body = &mut dst.data[..hp * rl];
+    body.par_chunks_mut(rl)
+        .enumerate()
+        .skip(pad)
+        .take(h)
+        .for_each_init(
+            || vec![0f32; src_w * c],
+            |buf, (pr, drow)| {
+                let r = pr - pad;
+                let interior = &mut drow[pad * c..];
+                match place {
+                    Place::Same => row(r, &mut interior[..src_w * c]),
+                    Place::Upsample => {
+                        row(r / 2, buf);
+                        for (x, px) in buf.chunks_exact(c).enumerate() {
+                            interior[2 * x * c..][..c].copy_from_slice(px);
+                            interior[(2 * x + 1) * c..][..c].copy_from_slice(px);
+                        }
+                    }
+                    Place::Dilate => {
+                        if r % 2 == 0 {
+                            row(r / 2, buf);
+                            for (x, px) in buf.chunks_exact(c).enumerate() {
+                                interior[2 * x * c..][..c].copy_from_slice(px);
+                            }
+                        }
+                    }
+                }
+            },
+        );
+}
+
+/// The residual add: `dst += y * scale + shift` over `dst`'s interior.
+fn add_normalized(y: &[f32], s: OutShape, scale: &[f32], shift: &[f32], dst: &mut Planes) {
+    assert_eq!((dst.h, dst.w, dst.c), (s.ho, s.wo, s.c));
+    let (pad, c) = (dst.pad, dst.c);
+    let (rl, hp) = (dst.row_len(), dst.hp());
+    let body = &mut dst.data[..hp * rl];
+    body.par_chunks_mut(rl)
+        .enumerate()
+        .skip(pad)
+        .take(s.ho)
+        .for_each(|(pr, drow)| {
+            let r = pr - pad;
+            let src = &y[r * s.wv * c..][..s.wo * c];
+            let out = &mut drow[pad * c..][..s.wo * c];
+            for (o, px) in out.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+                for (((o, &v), &a), &b) in o.iter_mut().zip(px).zip(scale).zip(shift) {
+                    *o += v * a + b;
+                }
+            }
+        });
+}
