@@ -210,7 +210,7 @@ fn run_tiled(
     progress: &mut dyn FnMut(f32) -> bool,
 ) -> Result<Vec<f32>> {
     let stats = measure_stats(model, img, padded, pw, ph)?;
-    let core = (tile - 2 * TILE_MARGIN).max(32) / 4 * 4;
+    let core = tile.saturating_sub(2 * TILE_MARGIN).max(32) / 4 * 4;
     let xs: Vec<usize> = (0..pw).step_by(core).collect();
     let ys: Vec<usize> = (0..ph).step_by(core).collect();
     let total = (xs.len() * ys.len() + 1) as f32;
