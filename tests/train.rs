@@ -441,3 +441,10 @@ fn cli_trains_resumes_and_writes_outputs() {
     let (ok, text) = cli(&["train", "--content", a, "--style", b, "--out", fresh]);
     assert!(!ok && text.contains("--iterations"), "{text}");
 }
+
+/// Hosts (the C ABI, GUI plugins) run training on a worker thread.
+#[test]
+fn trainer_can_move_to_another_thread() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Trainer>();
+}

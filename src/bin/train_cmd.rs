@@ -150,10 +150,12 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
             next = next.min(next_multiple(it, a.sample_every));
         }
         let next = next.min(trainer.total_iterations());
+        let mut last = None;
         let summary = trainer
             .run(next - it, &mut |p: &Progress| {
                 bar.set_position(p.iteration);
                 bar.set_message(describe(p));
+                last = Some(*p);
                 true
             })
             .map_err(|e| {
@@ -162,6 +164,19 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
             })?;
         for w in trainer.take_warnings() {
             bar.suspend(|| eprintln!("warning: {w}"));
+        }
+        // A line per sample or checkpoint, so logs of unattended runs (where the bar is
+        // not drawn) show the losses too.
+        if let Some(p) = last {
+            let rate = summary.iterations as f64 / p.elapsed.as_secs_f64().max(1e-9);
+            bar.suspend(|| {
+                eprintln!(
+                    "iteration {}/{}: {}  ({rate:.2} it/s)",
+                    p.iteration,
+                    p.total,
+                    describe(&p)
+                )
+            });
         }
         let it = trainer.iteration();
         if a.sample_every > 0 && (it % a.sample_every == 0 || summary.finished) {
