@@ -11,6 +11,7 @@ pub mod io;
 pub mod model;
 pub mod style;
 pub mod stylize;
+pub mod train;
 pub mod weights;
 
 pub use device::Backend;
@@ -18,3 +19,4 @@ pub use error::{Error, Result};
 pub use image::Pixels;
 pub use style::{Model, DEFAULT_STYLE};
 pub use stylize::{stylize, Scale, StylizeOptions};
+pub use train::{TrainConfig, Trainer};

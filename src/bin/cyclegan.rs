@@ -12,6 +12,9 @@ use cyclegan::io::{read_image, write_image, DecodeLimits};
 use cyclegan::weights::{save_style, Weights};
 use cyclegan::{stylize, Backend, Model, Scale, StylizeOptions};
 
+#[path = "train_cmd.rs"]
+mod train_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "cyclegan",
@@ -44,6 +47,8 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Learn a new style from a folder of photos and a folder of paintings.
+    Train(train_cmd::TrainArgs),
 }
 
 #[derive(Args)]
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
             dtype,
             name,
         } => run_import(&input, &output, &dtype, name),
+        Command::Train(args) => train_cmd::run(args),
     };
     match result {
         Ok(code) => code,

@@ -44,9 +44,19 @@ pub struct NormStats {
     pub var: Tensor,
 }
 
-/// Measures the statistics `InstanceNorm2d` would use on `x` (NCHW), in f32.
+/// The dtype statistics are computed in: f32 for half-precision inputs (their sums lose
+/// too much), f64 kept as is so that float64 runs (training parity) stay exact.
+fn stats_dtype(dtype: DType) -> DType {
+    if dtype == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    }
+}
+
+/// Measures the statistics `InstanceNorm2d` would use on `x` (NCHW), in f32 (f64 for f64).
 pub fn instance_stats(x: &Tensor) -> Result<NormStats> {
-    let x = x.to_dtype(DType::F32)?;
+    let x = x.to_dtype(stats_dtype(x.dtype()))?;
     let (n, c, _, _) = x.dims4()?;
     let flat = x.flatten_from(2)?;
     let mean = flat.mean_keepdim(D::Minus1)?;
@@ -61,7 +71,7 @@ pub fn instance_stats(x: &Tensor) -> Result<NormStats> {
 pub fn normalize(x: &Tensor, stats: &NormStats) -> Result<Tensor> {
     let dtype = x.dtype();
     let inv_std = (stats.var.clone() + EPS)?.sqrt()?.recip()?;
-    x.to_dtype(DType::F32)?
+    x.to_dtype(stats_dtype(dtype))?
         .broadcast_sub(&stats.mean)?
         .broadcast_mul(&inv_std)?
         .to_dtype(dtype)

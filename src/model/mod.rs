@@ -1,6 +1,7 @@
 //! The CycleGAN networks.
 
 pub mod conv;
+pub mod conv_grad;
 pub mod cpu;
 pub mod discriminator;
 pub mod generator;

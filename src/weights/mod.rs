@@ -45,7 +45,9 @@ impl Weights {
         if bytes.is_empty() {
             return Err(Error::format_mem("the weights file is empty"));
         }
-        let (tensors, metadata, format) = if pth::looks_like_pth(bytes) {
+        let (tensors, metadata, format) = if pth::looks_like_pth(bytes)
+            && !looks_like_safetensors(bytes)
+        {
             let mut tensors = HashMap::new();
             for raw in pth::read_pth(bytes)? {
                 let dtype = match raw.dtype {
@@ -238,6 +240,16 @@ impl Weights {
     }
 }
 
+/// A safetensors file opens with its header's length (u64, little-endian) and the JSON
+/// header. The length's low byte is 0x80 for one file in 256, which is also how a pickle
+/// starts, so the pickle test alone would send such a file to the `.pth` reader.
+fn looks_like_safetensors(bytes: &[u8]) -> bool {
+    let Some((len, rest)) = bytes.split_first_chunk::<8>() else {
+        return false;
+    };
+    rest.first() == Some(&b'{') && u64::from_le_bytes(*len) <= rest.len() as u64
+}
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
@@ -292,4 +304,31 @@ pub fn save_style(
         .collect::<Result<HashMap<_, _>>>()?;
     let bytes = to_safetensors_bytes(&converted, &metadata)?;
     crate::io::write_atomic(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pads the metadata until the header length's low byte is 0x80 (a pickle's first
+    /// byte): the file must still read as safetensors.
+    #[test]
+    fn safetensors_whose_length_starts_like_a_pickle() {
+        let t = HashMap::from([(
+            "model.1.weight".to_string(),
+            Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap(),
+        )]);
+        let mut hit = false;
+        for pad in 0..300 {
+            let meta = BTreeMap::from([("pad".to_string(), "x".repeat(pad))]);
+            let bytes = to_safetensors_bytes(&t, &meta).unwrap();
+            if bytes[0] == 0x80 {
+                hit = true;
+                let w = Weights::from_bytes(&bytes).unwrap();
+                assert_eq!(w.format, SourceFormat::Safetensors);
+                assert_eq!(w.tensors["model.1.weight"].dims(), &[2, 3]);
+            }
+        }
+        assert!(hit);
+    }
 }

@@ -1,0 +1,293 @@
+//! `cyclegan train`: learn a style from a folder of photos and a folder of paintings.
+//!
+//! Kept out of `cyclegan.rs` so that the training CLI and the rest of the tool can change
+//! independently.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use cyclegan::io::write_image;
+use cyclegan::model::GeneratorConfig;
+use cyclegan::train::checkpoint;
+use cyclegan::train::{Length, Progress, TrainConfig};
+use cyclegan::weights::Weights;
+use cyclegan::{Backend, Trainer};
+
+/// Settings left out take the seed recipe's value on a new run and the checkpoint's
+/// value with `--resume`.
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Folder of photos (domain A): what the style will be applied to.
+    #[arg(long)]
+    content: Option<PathBuf>,
+    /// Folder of paintings (domain B) in the style to learn.
+    #[arg(long)]
+    style: Option<PathBuf>,
+    /// Output folder: style.safetensors (content -> style), inverse.safetensors,
+    /// checkpoint.safetensors and samples/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Run length in epochs (passes over the larger folder).
+    #[arg(long, conflicts_with = "iterations")]
+    epochs: Option<u64>,
+    /// Run length in iterations: the total to reach, also when resuming.
+    #[arg(long)]
+    iterations: Option<u64>,
+    /// Epoch or iteration (the unit of the length) where the learning rate starts its
+    /// linear decay to 0 [default: half the length].
+    #[arg(long)]
+    decay_from: Option<u64>,
+    /// Training crop side in pixels [default: 256].
+    #[arg(long)]
+    size: Option<u32>,
+    /// Images per iteration [default: 1].
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Adam learning rate [default: 0.0002].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Weight of the cycle-consistency loss [default: 10].
+    #[arg(long)]
+    lambda_cycle: Option<f64>,
+    /// Weight of the identity loss [default: half of --lambda-cycle].
+    #[arg(long)]
+    lambda_identity: Option<f64>,
+    /// Past fakes kept for the discriminators; 0 disables the pool [default: 50].
+    #[arg(long)]
+    pool: Option<usize>,
+    /// Generator filters [default: 64, or the --init file's].
+    #[arg(long)]
+    ngf: Option<usize>,
+    /// Residual blocks [default: 9, or the --init file's].
+    #[arg(long)]
+    blocks: Option<usize>,
+    /// Discriminator filters [default: 64].
+    #[arg(long)]
+    ndf: Option<usize>,
+    /// Seed of every random choice (weights, order, crops, pool) [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// auto, cpu, cuda or metal.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Write the checkpoint and style files every N iterations (and at the end).
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_every: u64,
+    /// Save a sample grid into OUT/samples every N iterations (0: never).
+    #[arg(long, default_value_t = 500)]
+    sample_every: u64,
+    /// Continue the run in OUT/checkpoint.safetensors.
+    #[arg(long)]
+    resume: bool,
+    /// Start the content -> style generator from this style file (fine-tuning).
+    #[arg(long, conflicts_with = "resume")]
+    init: Option<PathBuf>,
+}
+
+pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
+    let backend = Backend::parse(&a.device).map_err(|e| e.to_string())?;
+    if a.checkpoint_every == 0 {
+        return Err("--checkpoint-every must be at least 1".into());
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let ckpt = a.out.join(checkpoint::FILE_NAME);
+    let mut trainer = if a.resume {
+        if !ckpt.is_file() {
+            return Err(format!(
+                "{}: no checkpoint to resume; start a run without --resume",
+                ckpt.display()
+            ));
+        }
+        Trainer::resume_with(&ckpt, backend, |stored| apply_overrides(stored, &a))
+            .map_err(|e| e.to_string())?
+    } else {
+        if ckpt.exists() {
+            return Err(format!(
+                "{} already holds a training run; add --resume to continue it or choose another --out",
+                a.out.display()
+            ));
+        }
+        Trainer::new(new_config(&a)?, backend).map_err(|e| e.to_string())?
+    };
+    for w in trainer.take_warnings() {
+        eprintln!("warning: {w}");
+    }
+    let (na, nb) = trainer.data_sizes();
+    eprintln!(
+        "training on {na} content and {nb} style images: {} iterations ({} per epoch), from iteration {}",
+        trainer.total_iterations(),
+        trainer.iterations_per_epoch(),
+        trainer.iteration()
+    );
+
+    let samples = a.out.join("samples");
+    if a.sample_every > 0 {
+        std::fs::create_dir_all(&samples).map_err(|e| format!("{}: {e}", samples.display()))?;
+    }
+    let bar = ProgressBar::new(trainer.total_iterations());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:25} {pos}/{len} it  {per_sec}  {msg}")
+            .expect("static template"),
+    );
+    bar.set_position(trainer.iteration());
+    bar.enable_steady_tick(Duration::from_millis(500));
+
+    let save_outputs = |t: &Trainer| -> Result<(), String> {
+        t.save_checkpoint(&ckpt).map_err(|e| e.to_string())?;
+        t.save_style(&a.out.join("style.safetensors"))
+            .map_err(|e| e.to_string())?;
+        t.save_inverse(&a.out.join("inverse.safetensors"))
+            .map_err(|e| e.to_string())
+    };
+    while !trainer.is_finished() {
+        let it = trainer.iteration();
+        let mut next = next_multiple(it, a.checkpoint_every);
+        if a.sample_every > 0 {
+            next = next.min(next_multiple(it, a.sample_every));
+        }
+        let next = next.min(trainer.total_iterations());
+        let mut last = None;
+        let summary = trainer
+            .run(next - it, &mut |p: &Progress| {
+                bar.set_position(p.iteration);
+                bar.set_message(describe(p));
+                last = Some(*p);
+                true
+            })
+            .map_err(|e| {
+                bar.abandon();
+                e.to_string()
+            })?;
+        for w in trainer.take_warnings() {
+            bar.suspend(|| eprintln!("warning: {w}"));
+        }
+        // A line per sample or checkpoint, so logs of unattended runs (where the bar is
+        // not drawn) show the losses too.
+        if let Some(p) = last {
+            let rate = summary.iterations as f64 / p.elapsed.as_secs_f64().max(1e-9);
+            bar.suspend(|| {
+                eprintln!(
+                    "iteration {}/{}: {}  ({rate:.2} it/s)",
+                    p.iteration,
+                    p.total,
+                    describe(&p)
+                )
+            });
+        }
+        let it = trainer.iteration();
+        if a.sample_every > 0 && (it % a.sample_every == 0 || summary.finished) {
+            let path = samples.join(format!("iter_{it:07}.png"));
+            let grid = trainer.sample_grid().map_err(|e| e.to_string())?;
+            write_image(&path, &grid).map_err(|e| e.to_string())?;
+        }
+        if it % a.checkpoint_every == 0 || summary.finished {
+            save_outputs(&trainer)?;
+        }
+    }
+    bar.finish();
+    // A resumed run that was already complete still leaves the outputs in place.
+    save_outputs(&trainer)?;
+    eprintln!(
+        "wrote {} (content -> style), {} and {}",
+        a.out.join("style.safetensors").display(),
+        a.out.join("inverse.safetensors").display(),
+        ckpt.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn next_multiple(it: u64, every: u64) -> u64 {
+    (it / every + 1) * every
+}
+
+fn describe(p: &Progress) -> String {
+    let l = &p.losses;
+    let secs = p.remaining.as_secs();
+    format!(
+        "G {:.3} (gan {:.3} cyc {:.3} id {:.3})  D_A {:.3} D_B {:.3}  lr {:.1e}  {}:{:02}:{:02} left",
+        l.g,
+        l.gan,
+        l.cycle,
+        l.identity,
+        l.d_a,
+        l.d_b,
+        p.lr,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+fn new_config(a: &TrainArgs) -> Result<TrainConfig, String> {
+    let content = a
+        .content
+        .clone()
+        .ok_or("--content FOLDER is required (the photos the style will be applied to)")?;
+    let style = a
+        .style
+        .clone()
+        .ok_or("--style FOLDER is required (paintings in the style to learn)")?;
+    let length = match (a.epochs, a.iterations) {
+        (Some(n), _) => Length::Epochs(n),
+        (_, Some(n)) => Length::Iterations(n),
+        _ => return Err("give the run length with --epochs N or --iterations N".into()),
+    };
+    let mut c = TrainConfig::new(content, style, length);
+    if let Some(init) = &a.init {
+        // The network's shape follows the file being fine-tuned unless told otherwise.
+        let w = Weights::read(init).map_err(|e| e.to_string())?;
+        c.generator = w
+            .generator_config()
+            .map_err(|e| format!("{}: {e}", init.display()))?;
+        c.init = Some(init.clone());
+    }
+    let defaults = GeneratorConfig::SEED;
+    if a.init.is_none() {
+        c.generator = defaults;
+    }
+    let mut c = apply_overrides(c, a);
+    if a.lambda_identity.is_none() {
+        c.lambda_identity = 0.5 * c.lambda_cycle;
+    }
+    Ok(c)
+}
+
+/// Applies the settings given on the command line over `c`.
+fn apply_overrides(mut c: TrainConfig, a: &TrainArgs) -> TrainConfig {
+    fn set<T: Clone>(dst: &mut T, v: &Option<T>) {
+        if let Some(v) = v {
+            *dst = v.clone();
+        }
+    }
+    set(&mut c.content_dir, &a.content);
+    set(&mut c.style_dir, &a.style);
+    let length = a
+        .epochs
+        .map(Length::Epochs)
+        .or(a.iterations.map(Length::Iterations));
+    if let Some(l) = length {
+        if l != c.length {
+            // A new length gets its own default decay point unless one is given.
+            c.decay_from = None;
+        }
+        c.length = l;
+    }
+    if a.decay_from.is_some() {
+        c.decay_from = a.decay_from;
+    }
+    set(&mut c.size, &a.size);
+    set(&mut c.batch, &a.batch);
+    set(&mut c.lr, &a.lr);
+    set(&mut c.lambda_cycle, &a.lambda_cycle);
+    set(&mut c.lambda_identity, &a.lambda_identity);
+    set(&mut c.pool_size, &a.pool);
+    set(&mut c.generator.ngf, &a.ngf);
+    set(&mut c.generator.blocks, &a.blocks);
+    set(&mut c.ndf, &a.ndf);
+    set(&mut c.seed, &a.seed);
+    c
+}
