@@ -147,32 +147,52 @@ make_options (const CgGimpValues *values, gdouble strength, gdouble scale,
 
 /* ---------------------------------------------------------------- the filter */
 
+/* In interactive runs the engine works on a worker thread while the main thread keeps the
+ * Cancel window alive and reports progress (libgimp and GTK are used from the main thread
+ * only). Cancel sets a flag the engine's progress callback returns; the engine stops at its
+ * next report. Non-interactive runs call the engine directly. */
+
+typedef struct
+{
+  /* set up by the main thread */
+  const cg_model   *model;
+  cg_image         *image;
+  const cg_options *opts;
+  /* shared, atomic */
+  gint              cancel;
+  gint              permille;  /* progress reported by the engine, 0..1000 */
+  gint              done;
+  /* result, read after the join */
+  cg_status         status;
+  gchar            *error;     /* "Stylizing failed: ..." (the reason is thread-local) */
+} Task;
+
 typedef struct
 {
   GtkWidget *window;
+  GtkWidget *label;
   GtkWidget *bar;
   gboolean   cancelled;
-  gdouble    shown;
-} RunState;
+} CancelWindow;
 
 static void
 on_cancel_response (GtkDialog *dialog, gint response, gpointer data)
 {
-  RunState *state = data;
+  CancelWindow *w = data;
 
   (void) dialog;
   (void) response;
-  state->cancelled = TRUE;
+  w->cancelled = TRUE;
 }
 
 static gboolean
 on_cancel_delete (GtkWidget *widget, GdkEvent *event, gpointer data)
 {
-  RunState *state = data;
+  CancelWindow *w = data;
 
   (void) widget;
   (void) event;
-  state->cancelled = TRUE;
+  w->cancelled = TRUE;
   return TRUE; /* keep the window until the run ends */
 }
 
@@ -184,45 +204,106 @@ pump_events (void)
 }
 
 static void
-cancel_window_show (RunState *state, const gchar *title)
+cancel_window_show (CancelWindow *w, const gchar *title)
 {
   GtkWidget *box;
-  GtkWidget *label;
 
-  state->window = gtk_dialog_new_with_buttons (title, NULL, 0,
-                                               "_Cancel", GTK_RESPONSE_CANCEL,
-                                               NULL);
-  gtk_window_set_resizable (GTK_WINDOW (state->window), FALSE);
-  gimp_window_set_transient (GTK_WINDOW (state->window));
-  box = gtk_dialog_get_content_area (GTK_DIALOG (state->window));
+  w->window = gtk_dialog_new_with_buttons (title, NULL, 0,
+                                           "_Cancel", GTK_RESPONSE_CANCEL,
+                                           NULL);
+  gtk_window_set_resizable (GTK_WINDOW (w->window), FALSE);
+  gimp_window_set_transient (GTK_WINDOW (w->window));
+  box = gtk_dialog_get_content_area (GTK_DIALOG (w->window));
   gtk_container_set_border_width (GTK_CONTAINER (box), 12);
   gtk_box_set_spacing (GTK_BOX (box), 6);
-  label = gtk_label_new ("Painting... Cancel leaves the image unchanged.");
-  gtk_box_pack_start (GTK_BOX (box), label, FALSE, FALSE, 0);
-  state->bar = gtk_progress_bar_new ();
-  gtk_widget_set_size_request (state->bar, 300, -1);
-  gtk_box_pack_start (GTK_BOX (box), state->bar, FALSE, FALSE, 0);
-  g_signal_connect (state->window, "response", G_CALLBACK (on_cancel_response), state);
-  g_signal_connect (state->window, "delete-event", G_CALLBACK (on_cancel_delete), state);
-  gtk_widget_show_all (state->window);
+  w->label = gtk_label_new ("Painting... Cancel leaves the image unchanged.");
+  gtk_box_pack_start (GTK_BOX (box), w->label, FALSE, FALSE, 0);
+  w->bar = gtk_progress_bar_new ();
+  gtk_widget_set_size_request (w->bar, 320, -1);
+  gtk_box_pack_start (GTK_BOX (box), w->bar, FALSE, FALSE, 0);
+  g_signal_connect (w->window, "response", G_CALLBACK (on_cancel_response), w);
+  g_signal_connect (w->window, "delete-event", G_CALLBACK (on_cancel_delete), w);
+  gtk_widget_show_all (w->window);
   pump_events ();
 }
 
 static bool
-on_progress (void *user_data, float fraction)
+task_progress (void *user_data, float fraction)
 {
-  RunState *state = user_data;
+  Task *task = user_data;
 
-  if (fraction >= 1.0f || fraction - state->shown >= 0.01)
+  g_atomic_int_set (&task->permille, (gint) CLAMP (fraction * 1000.0f, 0.0f, 1000.0f));
+  return ! g_atomic_int_get (&task->cancel);
+}
+
+static gpointer
+task_run (gpointer data)
+{
+  Task *task = data;
+
+  task->status = cg_model_stylize (task->model, task->image, task->image, task->opts,
+                                   task_progress, task);
+  if (task->status != CG_OK)
+    task->error = cg_gimp_error_text ("Stylizing failed", task->status);
+  g_atomic_int_set (&task->done, 1);
+  return NULL;
+}
+
+/* Non-interactive: progress straight to GIMP from the engine's thread (the main one). */
+static bool
+direct_progress (void *user_data, float fraction)
+{
+  gint *shown = user_data;
+  gint  permille = (gint) CLAMP (fraction * 1000.0f, 0.0f, 1000.0f);
+
+  if (permille >= 1000 || permille - *shown >= 10)
     {
-      state->shown = fraction;
+      *shown = permille;
       gimp_progress_update (fraction);
-      if (state->bar != NULL)
-        gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (state->bar), fraction);
     }
-  if (state->window != NULL)
-    pump_events ();
-  return ! state->cancelled;
+  return TRUE;
+}
+
+/* Runs the task on a worker thread behind a Cancel window; returns the engine's status. */
+static cg_status
+run_with_cancel_window (Task *task, const gchar *title)
+{
+  CancelWindow w = { NULL, NULL, NULL, FALSE };
+  GThread     *thread;
+  gint         shown = -1, ticks = 0;
+
+  cancel_window_show (&w, title);
+  thread = g_thread_new ("cyclegan-stylize", task_run, task);
+  while (! g_atomic_int_get (&task->done))
+    {
+      gint permille;
+
+      g_usleep (50 * 1000);
+      pump_events ();
+      if (w.cancelled && ! g_atomic_int_get (&task->cancel))
+        {
+          g_atomic_int_set (&task->cancel, 1);
+          gtk_label_set_text (GTK_LABEL (w.label), "Cancelling at the next tile...");
+          gtk_widget_set_sensitive (w.window, FALSE);
+        }
+      permille = g_atomic_int_get (&task->permille);
+      if (permille != shown)
+        {
+          shown = permille;
+          gimp_progress_update (permille / 1000.0);
+          gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (w.bar), permille / 1000.0);
+        }
+      else if (++ticks % 5 == 0 && permille == 0)
+        {
+          /* Nothing reported yet (one tile, or the statistics pass): show activity. */
+          gimp_progress_pulse ();
+          gtk_progress_bar_pulse (GTK_PROGRESS_BAR (w.bar));
+        }
+    }
+  g_thread_join (thread);
+  gtk_widget_destroy (w.window);
+  pump_events ();
+  return task->status;
 }
 
 /* TRUE when the buffer holds 8-bit samples. */
@@ -241,7 +322,6 @@ cg_gimp_run (const CgGimpJob *job, gchar **error_text)
   const gboolean       deep    = ! cg_gimp_buffer_is_8bit (job->src);
   const gsize          bpp     = deep ? 8 : 4;
   const Babl          *format  = babl_format (deep ? "R'G'B'A u16" : "R'G'B'A u8");
-  RunState             state   = { NULL, NULL, FALSE, 0.0 };
   cg_options          *opts    = NULL;
   cg_model            *model   = NULL;
   guint8              *data    = NULL;
@@ -290,9 +370,6 @@ cg_gimp_run (const CgGimpJob *job, gchar **error_text)
     }
   gegl_buffer_get (job->src, r, 1.0, format, data, (gint) stride, GEGL_ABYSS_NONE);
 
-  if (job->cancel_window)
-    cancel_window_show (&state, job->title);
-
   image.data   = data;
   image.width  = (uint32_t) r->width;
   image.height = (uint32_t) r->height;
@@ -300,17 +377,33 @@ cg_gimp_run (const CgGimpJob *job, gchar **error_text)
   image.format = deep ? CG_PIXEL_FORMAT_RGBA16 : CG_PIXEL_FORMAT_RGBA8;
 
   /* In place: the library reads the whole source before writing. */
-  status = cg_model_stylize (model, &image, &image, opts, on_progress, &state);
+  if (job->cancel_window)
+    {
+      Task task;
+
+      memset (&task, 0, sizeof task);
+      task.model = model;
+      task.image = &image;
+      task.opts = opts;
+      status = run_with_cancel_window (&task, job->title);
+      message = task.error;
+    }
+  else
+    {
+      gint shown = -1;
+
+      status = cg_model_stylize (model, &image, &image, opts, direct_progress, &shown);
+      if (status != CG_OK)
+        message = cg_gimp_error_text ("Stylizing failed", status);
+    }
   if (status == CG_ERR_CANCELLED)
     {
+      g_clear_pointer (&message, g_free);
       result = CG_GIMP_CANCELLED;
       goto out;
     }
   if (status != CG_OK)
-    {
-      message = cg_gimp_error_text ("Stylizing failed", status);
-      goto out;
-    }
+    goto out;
 
   gegl_buffer_set (job->dst, r, 0, format, data, (gint) stride);
   gegl_buffer_flush (job->dst);
@@ -318,8 +411,6 @@ cg_gimp_run (const CgGimpJob *job, gchar **error_text)
   result = CG_GIMP_DONE;
 
 out:
-  if (state.window != NULL)
-    gtk_widget_destroy (state.window);
   g_free (data);
   cg_model_free (model);
   cg_options_free (opts);

@@ -343,30 +343,28 @@ run (const gchar      *name,
 
   gegl_init (NULL, NULL);
 
-  /* Values: the defaults, the last ones used with this procedure, then the arguments. */
+  /* Values: the defaults, then the last ones used with this procedure (interactive and
+   * repeated runs) or the arguments (non-interactive runs; the device is automatic). */
   cg_gimp_values_init (&values);
-  if (run_mode != GIMP_RUN_NONINTERACTIVE || ! general)
+  if (run_mode != GIMP_RUN_NONINTERACTIVE)
     {
       CgGimpValues last;
 
       if (gimp_get_data_size (name) == sizeof last && gimp_get_data (name, &last))
         {
           last.style[sizeof last.style - 1] = '\0';
-          if (run_mode == GIMP_RUN_NONINTERACTIVE)
-            values.backend = last.backend; /* only the device carries over */
-          else
-            values = last;
+          values = last;
         }
     }
   if (! general)
     cg_gimp_values_set_style (&values, shipped);
   else if (run_mode == GIMP_RUN_NONINTERACTIVE)
     {
-      if (! cg_gimp_values_set_style (&values, param[3].data.d_string))
-        error = g_strdup ("The style must be a shipped style name or a style file path");
       values.strength = param[4].data.d_float;
       values.scale = param[5].data.d_float;
-      if (! (values.strength >= 0.0 && values.strength <= 1.0))
+      if (! cg_gimp_values_set_style (&values, param[3].data.d_string))
+        error = g_strdup ("The style must be a shipped style name or a style file path");
+      else if (! (values.strength >= 0.0 && values.strength <= 1.0))
         error = g_strdup_printf ("strength %g is outside 0..1", values.strength);
       else if (! (values.scale >= 0.0 && values.scale <= 4.0))
         error = g_strdup_printf ("scale %g is outside 0..4 (0 = auto)", values.scale);
