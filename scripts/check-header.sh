@@ -1,7 +1,8 @@
 #!/bin/sh
 # Fails when the committed include/cyclegan.h differs from what cbindgen generates from
-# src/capi (parsed on its own, so no other public item of the crate leaks into the header), so the header can never drift from the library. CI runs it as is; after changing
-# src/capi, run it with --update and commit the header.
+# src/capi, so the header can never drift from the library. cbindgen reads src/capi/mod.rs
+# and the modules it declares, not the whole crate, so no other public item leaks into the
+# header. CI runs this as is; after changing src/capi, run it with --update and commit.
 set -eu
 cd "$(dirname "$0")/.."
 

@@ -251,3 +251,56 @@ fn c_tests_under_valgrind() {
         true,
     );
 }
+
+#[test]
+fn header_matches_a_fresh_generation() {
+    let out = Command::new(root().join("scripts/check-header.sh"))
+        .output()
+        .expect("run scripts/check-header.sh");
+    match out.status.code() {
+        Some(0) => {}
+        // The pinned cbindgen is not installed here; CI runs the script itself.
+        Some(2) => eprintln!("{}", String::from_utf8_lossy(&out.stderr)),
+        _ => panic!("{}", show("check-header.sh", &out)),
+    }
+}
+
+#[test]
+fn library_exports_exactly_the_declared_functions() {
+    let header = std::fs::read_to_string(root().join("include/cyclegan.h")).unwrap();
+    let mut declared: Vec<&str> = header
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.starts_with("typedef") && !l.starts_with('#'))
+        .filter_map(|l| {
+            let name = l.split('(').next()?.rsplit([' ', '*']).next()?;
+            (l.contains('(') && name.starts_with("cg_")).then_some(name)
+        })
+        .collect();
+    declared.sort_unstable();
+    assert!(declared.len() >= 20, "{declared:?}");
+
+    let lib = lib_dir().join(if cfg!(target_os = "macos") {
+        "libcyclegan.dylib"
+    } else {
+        "libcyclegan.so"
+    });
+    let Ok(out) = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&lib)
+        .output()
+    else {
+        eprintln!("nm not found: skipping the symbol check");
+        return;
+    };
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    let mut exported: Vec<&str> = symbols
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|s| s.starts_with("cg_"))
+        .collect();
+    exported.sort_unstable();
+    assert_eq!(
+        exported, declared,
+        "exported cg_ symbols vs header declarations"
+    );
+}

@@ -11,6 +11,10 @@
 //!   plain `uint32_t` typedefs and are validated here: a C caller can pass any integer, and an
 //!   out-of-range value in a Rust `enum` would be undefined behaviour.
 //! - Out-params are set to NULL on entry and written only on success.
+//!
+//! Adding a function (the trainer's go in a `train.rs` here): put it in the file named for its
+//! noun, wrap the body in [`ffi_status`], take handles with [`non_null`] and out-params with
+//! [`clear_out`], document statuses and ownership, then run `scripts/check-header.sh --update`.
 // C names (`cg_status`) are the ABI. The exported functions take raw pointers without being
 // `unsafe fn`: their callers are C code, for which `unsafe` means nothing, and each pointer's
 // contract is stated in the header; Rust code uses the Rust API instead.
@@ -20,15 +24,23 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::{Error, Result};
 
-// In the order the header presents them.
-pub mod image;
-pub mod model;
-pub mod options;
-mod pool;
-pub mod status;
-pub mod style;
-pub mod stylize;
+// Declared in the order the header presents them (cbindgen follows it); the blank lines keep
+// rustfmt from sorting them.
 pub mod version;
+
+pub mod status;
+
+pub mod options;
+
+pub mod model;
+
+pub mod image;
+
+pub mod stylize;
+
+pub mod style;
+
+mod pool;
 
 pub use image::{cg_image, cg_pixel_format};
 pub use model::cg_model;

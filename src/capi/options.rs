@@ -151,10 +151,11 @@ pub extern "C" fn cg_options_set_backend(opts: *mut cg_options, backend: cg_back
 
 /// Limits the CPU threads stylizing computes with. `threads` > 0: calls using these options
 /// run on a pool of that many worker threads owned by the handle (started on first use and
-/// stopped by `cg_options_free`, which waits for them to exit); calls sharing the handle share
-/// the pool, so together they use at most `threads` threads. 0, the default: the process-wide pool, sized by the
-/// RAYON_NUM_THREADS environment variable or else one thread per logical CPU. The calling
-/// thread waits while the workers compute, and runs the progress callback.
+/// stopped by `cg_options_free`, which waits for them to exit); calls sharing the handle
+/// share the pool, so together they use at most `threads` threads. 0, the default: the
+/// process-wide pool, sized by the RAYON_NUM_THREADS environment variable or else one thread
+/// per logical CPU. The calling thread waits while the workers compute, and runs the progress
+/// callback.
 ///
 /// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `threads` exceeds 1024.
 #[no_mangle]
