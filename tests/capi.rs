@@ -43,18 +43,8 @@ fn root() -> &'static Path {
 fn lib_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let name = if cfg!(target_os = "macos") {
-            "libcyclegan.dylib"
-        } else {
-            "libcyclegan.so"
-        };
-        let exe = std::env::current_exe().expect("test executable path");
-        let deps = exe.parent().expect("deps directory");
-        let built = [deps, deps.parent().expect("profile directory")]
-            .into_iter()
-            .map(|d| d.join(name))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| panic!("{name} not found next to {}", exe.display()));
+        let built = common::built_library();
+        let name = built.file_name().expect("library file name");
         let dir = scratch_dir("capi-lib");
         let private = dir.join(name);
         let _ = std::fs::remove_file(&private);

@@ -52,11 +52,9 @@ fn have(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The libcyclegan.so cargo built for this test run (beside the `cyclegan` binary).
+/// The libcyclegan.so cargo built for this test run.
 fn library() -> PathBuf {
-    let lib = Path::new(env!("CARGO_BIN_EXE_cyclegan")).with_file_name("libcyclegan.so");
-    assert!(lib.exists(), "{} is missing", lib.display());
-    lib
+    common::built_library()
 }
 
 fn repo() -> &'static Path {
@@ -75,6 +73,9 @@ impl Host {
         match &self.chroot {
             None => {
                 let mut c = Command::new(program);
+                // cargo puts its target folders on LD_LIBRARY_PATH, which the loader searches
+                // before the plug-in's $ORIGIN rpath: a stale libcyclegan.so there would win.
+                c.env_remove("LD_LIBRARY_PATH");
                 c.envs(env.iter().copied());
                 c
             }

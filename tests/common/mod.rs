@@ -115,3 +115,21 @@ pub fn gradient_rgb(w: u32, h: u32) -> image::RgbImage {
         ])
     })
 }
+
+/// The cdylib cargo built for this test run. `cargo test` links it in `<target>/<profile>/deps`
+/// beside the test binary and copies it up to `<profile>/` only on `cargo build`, so the
+/// copy in `deps` is the fresh one.
+pub fn built_library() -> PathBuf {
+    let name = if cfg!(target_os = "macos") {
+        "libcyclegan.dylib"
+    } else {
+        "libcyclegan.so"
+    };
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps directory");
+    let found = [deps, deps.parent().expect("profile directory")]
+        .into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.exists());
+    found.unwrap_or_else(|| panic!("{name} not found next to {}", exe.display()))
+}
