@@ -63,14 +63,16 @@ typedef struct
   cg_model *model;
 } Cache;
 
+/* The op instance's cache, created on first use (safely, should two threads process). */
 static Cache *
 cache_get (GeglProperties *o)
 {
-  if (o->user_data == NULL)
+  if (g_once_init_enter (&o->user_data))
     {
       Cache *cache = g_new0 (Cache, 1);
+
       g_mutex_init (&cache->lock);
-      o->user_data = cache;
+      g_once_init_leave (&o->user_data, cache);
     }
   return o->user_data;
 }
