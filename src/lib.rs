@@ -1,8 +1,9 @@
 //! cyclegan: CycleGAN style transfer (Monet and other painters) on candle.
 //!
 //! The Rust API: load a [`Model`] (a shipped style name or a weights file), then
-//! [`stylize`] [`Pixels`] with [`StylizeOptions`]. The C ABI in `capi` wraps exactly this.
+//! [`stylize`] [`Pixels`] with [`StylizeOptions`]. The C ABI in [`capi`] wraps exactly this.
 
+pub mod capi;
 pub mod device;
 pub mod error;
 pub mod image;

@@ -1,0 +1,250 @@
+//! `cg_options`: an opaque builder, so that adding a setting later adds a setter and never
+//! changes a struct layout the caller compiled against.
+
+use std::sync::OnceLock;
+
+use crate::device::Backend;
+use crate::error::{Error, Result};
+use crate::stylize::{Scale, StylizeOptions};
+
+use super::pool::WorkerPool;
+use super::{clear_out, ffi, ffi_status, status::cg_status};
+
+/// A compute backend: one of the `CG_BACKEND_*` values.
+pub type cg_backend = u32;
+
+/// The best available: CUDA, then Metal, then the CPU. The default.
+pub const CG_BACKEND_AUTO: cg_backend = 0;
+/// The CPU; always available.
+pub const CG_BACKEND_CPU: cg_backend = 1;
+/// The first NVIDIA GPU; needs a library built with the `cuda` feature.
+pub const CG_BACKEND_CUDA: cg_backend = 2;
+/// The first Apple GPU; needs a library built with the `metal` feature.
+pub const CG_BACKEND_METAL: cg_backend = 3;
+
+/// The most threads `cg_options_set_threads` accepts; larger counts are almost always a
+/// negative number cast to unsigned.
+const MAX_THREADS: u32 = 1024;
+
+pub(crate) fn backend_from(b: cg_backend) -> Result<Backend> {
+    match b {
+        CG_BACKEND_AUTO => Ok(Backend::Auto),
+        CG_BACKEND_CPU => Ok(Backend::Cpu),
+        CG_BACKEND_CUDA => Ok(Backend::Cuda),
+        CG_BACKEND_METAL => Ok(Backend::Metal),
+        _ => Err(Error::InvalidArgument(format!(
+            "backend {b} is not one of CG_BACKEND_AUTO, _CPU, _CUDA, _METAL"
+        ))),
+    }
+}
+
+/// Settings for loading and stylizing. Create with `cg_options_new`, free with
+/// `cg_options_free`.
+pub struct cg_options {
+    pub(crate) backend: Backend,
+    pub(crate) stylize: StylizeOptions,
+    threads: u32,
+    /// The workers for `threads > 0`, started on first use and kept so that repeated calls
+    /// do not spawn threads each time.
+    pool: OnceLock<WorkerPool>,
+}
+
+impl Default for cg_options {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Auto,
+            stylize: StylizeOptions::default(),
+            threads: 0,
+            pool: OnceLock::new(),
+        }
+    }
+}
+
+impl cg_options {
+    /// Runs a stylize call's `work` with the configured thread limit; `progress` is called
+    /// on the calling thread either way.
+    pub(crate) fn run<R: Send>(
+        &self,
+        progress: &mut dyn FnMut(f32) -> bool,
+        work: impl FnOnce(&mut dyn FnMut(f32) -> bool) -> R + Send,
+    ) -> Result<R> {
+        if self.threads == 0 {
+            return Ok(work(progress));
+        }
+        let pool = match self.pool.get() {
+            Some(p) => p,
+            None => {
+                let built = WorkerPool::new(self.threads as usize)?;
+                // Two threads racing here each build a pool; one is kept, the other freed.
+                self.pool.get_or_init(|| built)
+            }
+        };
+        Ok(pool.run(progress, work))
+    }
+
+    /// Applies `change` to the stylize settings only if the result is valid, so a rejected
+    /// value leaves the options as they were.
+    fn update(&mut self, change: impl FnOnce(&mut StylizeOptions)) -> Result<()> {
+        let mut next = self.stylize;
+        change(&mut next);
+        next.validate()?;
+        self.stylize = next;
+        Ok(())
+    }
+}
+
+/// Borrows the options for a setter.
+///
+/// # Safety
+/// `opts` must be NULL or a live handle from `cg_options_new` not used by another thread.
+unsafe fn options_mut<'a>(opts: *mut cg_options) -> Result<&'a mut cg_options> {
+    // SAFETY: the caller guarantees `opts` is NULL or a live, exclusively used handle.
+    unsafe { opts.as_mut() }.ok_or_else(|| Error::InvalidArgument("options is NULL".into()))
+}
+
+/// Creates options with the defaults: backend auto, threads 0 (all cores), strength 1,
+/// scale 0 (auto), tile size 512, detail 0.5. On success `*out` holds a new handle the caller
+/// owns and must release with `cg_options_free`; on failure `*out` is NULL.
+///
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `out` is NULL.
+///
+/// Thread-safety: setters need exclusive access to the handle; once configured, one
+/// handle may be passed to any number of concurrent `cg_model_load`/`cg_model_stylize` calls.
+#[no_mangle]
+pub extern "C" fn cg_options_new(out: *mut *mut cg_options) -> cg_status {
+    ffi_status(|| {
+        // SAFETY: `out` is NULL or points to a writable pointer, per the documented contract.
+        let out = unsafe { clear_out(out, "out") }?;
+        *out = Box::into_raw(Box::default());
+        Ok(())
+    })
+}
+
+/// Releases options created by `cg_options_new`. NULL is a no-op. The handle must not be in
+/// use by another call; models loaded with it do not refer to it and stay valid.
+#[no_mangle]
+pub extern "C" fn cg_options_free(opts: *mut cg_options) {
+    ffi((), || {
+        if !opts.is_null() {
+            // SAFETY: a non-NULL `opts` came from `Box::into_raw` in `cg_options_new` and the
+            // caller gives up ownership here.
+            drop(unsafe { Box::from_raw(opts) });
+        }
+    })
+}
+
+/// Chooses the backend models are loaded on (`CG_BACKEND_*`). The choice is checked when the
+/// model is loaded: `cg_model_load` returns CG_ERR_BACKEND_UNAVAILABLE for a backend this
+/// build or machine lacks (except AUTO, which falls back to the CPU).
+///
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `backend` is not a
+/// `CG_BACKEND_*` value (the options are then unchanged).
+#[no_mangle]
+pub extern "C" fn cg_options_set_backend(opts: *mut cg_options, backend: cg_backend) -> cg_status {
+    ffi_status(|| {
+        // SAFETY: per the documented contract of the options handle.
+        let o = unsafe { options_mut(opts) }?;
+        o.backend = backend_from(backend)?;
+        Ok(())
+    })
+}
+
+/// Limits the CPU threads stylizing computes with. `threads` > 0: calls using these options
+/// run on a pool of that many worker threads owned by the handle (started on first use and
+/// stopped by `cg_options_free`, which waits for them to exit); calls sharing the handle share
+/// the pool, so together they use at most `threads` threads. 0, the default: the process-wide pool, sized by the
+/// RAYON_NUM_THREADS environment variable or else one thread per logical CPU. The calling
+/// thread waits while the workers compute, and runs the progress callback.
+///
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `threads` exceeds 1024.
+#[no_mangle]
+pub extern "C" fn cg_options_set_threads(opts: *mut cg_options, threads: u32) -> cg_status {
+    ffi_status(|| {
+        // SAFETY: per the documented contract of the options handle.
+        let o = unsafe { options_mut(opts) }?;
+        if threads > MAX_THREADS {
+            return Err(Error::InvalidArgument(format!(
+                "threads = {threads} is above the maximum of {MAX_THREADS} (0 = all cores)"
+            )));
+        }
+        if threads != o.threads {
+            o.threads = threads;
+            o.pool = OnceLock::new();
+        }
+        Ok(())
+    })
+}
+
+/// Sets the tile side in working pixels, at least 64 (default 512). Images whose working size
+/// exceeds one tile are processed in overlapping tiles with whole-image statistics; larger
+/// tiles are faster and use more memory.
+///
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `tile_size` < 64.
+#[no_mangle]
+pub extern "C" fn cg_options_set_tile_size(opts: *mut cg_options, tile_size: u32) -> cg_status {
+    ffi_status(|| {
+        // SAFETY: per the documented contract of the options handle.
+        unsafe { options_mut(opts) }?.update(|s| s.tile = tile_size)
+    })
+}
+
+/// Sets how strongly the style is applied, 0..1 (default 1): 0 returns the input, values in
+/// between blend linearly with the original.
+///
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `strength` is outside 0..1
+/// or NaN.
+#[no_mangle]
+pub extern "C" fn cg_options_set_strength(opts: *mut cg_options, strength: f32) -> cg_status {
+    ffi_status(|| {
+        // SAFETY: per the documented contract of the options handle.
+        unsafe { options_mut(opts) }?.update(|s| s.strength = strength)
+    })
+}
+
+/// Sets the working resolution, which sizes the brush strokes: the styles were trained on
+/// 256-pixel paintings, so on a large photo native resolution gives a fine texture rather
+/// than a painting. 0 (default) = auto: a long side of 512 pixels, or native if smaller;
+/// otherwise the fraction of the input size, in (0, 4] (1 = native). The output is always
+/// the input's size.
+///
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `scale` is negative, above
+/// 4 or NaN.
+#[no_mangle]
+pub extern "C" fn cg_options_set_scale(opts: *mut cg_options, scale: f32) -> cg_status {
+    ffi_status(|| {
+        // SAFETY: per the documented contract of the options handle.
+        let o = unsafe { options_mut(opts) }?;
+        o.update(|s| {
+            s.scale = if scale == 0.0 {
+                Scale::Auto
+            } else {
+                Scale::Fraction(scale)
+            }
+        })
+    })
+}
+
+/// Sets how much of the photo's fine luminance detail is added back when the working
+/// resolution is below native, 0..4 (default 0.5; 0 = none, a softer, more painterly look).
+///
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `detail` is outside 0..4 or
+/// NaN.
+#[no_mangle]
+pub extern "C" fn cg_options_set_detail(opts: *mut cg_options, detail: f32) -> cg_status {
+    ffi_status(|| {
+        // SAFETY: per the documented contract of the options handle.
+        unsafe { options_mut(opts) }?.update(|s| s.detail = detail)
+    })
+}
+
+/// Whether `backend` is compiled into this library and has a usable device on this machine.
+/// CG_BACKEND_AUTO and CG_BACKEND_CPU are always available; an unknown value gives false.
+/// Opening a GPU to check can take a moment. Thread-safe.
+#[no_mangle]
+pub extern "C" fn cg_backend_is_available(backend: cg_backend) -> bool {
+    ffi(false, || {
+        backend_from(backend)
+            .map(Backend::is_available)
+            .unwrap_or(false)
+    })
+}

@@ -1,0 +1,126 @@
+//! The private worker pool behind `cg_options_set_threads`: bounds the compute threads of a
+//! stylize call, keeps the caller's progress callback on the caller's thread, and joins its
+//! threads when released so that no library thread outlives `cg_options_free`.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+
+pub(crate) struct WorkerPool {
+    /// Always `Some` until dropped; an `Option` so `drop` can release it before joining.
+    pool: Option<rayon::ThreadPool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl WorkerPool {
+    pub(crate) fn new(threads: usize) -> Result<Self> {
+        let mut handles = Vec::with_capacity(threads);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .spawn_handler(|worker| {
+                let h = std::thread::Builder::new()
+                    .name(format!("cyclegan-{}", worker.index()))
+                    .spawn(|| worker.run())?;
+                handles.push(h);
+                Ok(())
+            })
+            .build()
+            .map_err(|e| {
+                Error::InvalidArgument(format!("cannot start {threads} worker threads: {e}"))
+            })?;
+        Ok(Self {
+            pool: Some(pool),
+            threads: handles,
+        })
+    }
+
+    /// Runs `work` on the pool and `progress` on the calling thread.
+    ///
+    /// candle's CPU kernels and matrix products parallelise on the current rayon pool, so
+    /// running `work` inside this pool bounds its compute threads. That puts `work` on a
+    /// worker thread; its progress reports are relayed back so that C callbacks (often GUI
+    /// code that is not thread-safe) always run on the thread that called the library.
+    pub(crate) fn run<R: Send>(
+        &self,
+        progress: &mut dyn FnMut(f32) -> bool,
+        work: impl FnOnce(&mut dyn FnMut(f32) -> bool) -> R + Send,
+    ) -> R {
+        enum Msg<R> {
+            Progress(f32),
+            Done(R),
+        }
+        let (to_caller, from_worker) = mpsc::channel::<Msg<R>>();
+        let (to_worker, from_caller) = mpsc::channel::<bool>();
+        let pool = self.pool.as_ref().expect("pool is present until drop");
+        pool.in_place_scope(move |scope| {
+            scope.spawn(move |_| {
+                let mut relay = |f: f32| {
+                    to_caller.send(Msg::Progress(f)).is_ok() && from_caller.recv().unwrap_or(false)
+                };
+                let r = work(&mut relay);
+                let _ = to_caller.send(Msg::Done(r));
+            });
+            for msg in from_worker.iter() {
+                match msg {
+                    Msg::Progress(f) => {
+                        let _ = to_worker.send(progress(f));
+                    }
+                    Msg::Done(r) => return r,
+                }
+            }
+            // The worker dropped its sender without a result: it panicked, and leaving the
+            // scope re-raises that panic for the boundary guard; this one is never seen.
+            unreachable!("worker stopped without a result")
+        })
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        // Dropping the pool tells the workers to exit once idle; joining makes it so before
+        // the handle is gone (a host may unload the library right after freeing).
+        drop(self.pool.take());
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_runs_on_the_caller_and_work_on_the_pool() {
+        let pool = WorkerPool::new(2).unwrap();
+        let caller = std::thread::current().id();
+        let mut seen = vec![];
+        let mut progress = |f: f32| {
+            assert_eq!(std::thread::current().id(), caller);
+            seen.push(f);
+            f < 0.5
+        };
+        let r = pool.run(&mut progress, |p| {
+            assert_ne!(std::thread::current().id(), caller);
+            let n = rayon::current_num_threads();
+            let mut k = 0;
+            while p((k + 1) as f32 / 4.0) {
+                k += 1;
+            }
+            (n, k)
+        });
+        assert_eq!(r, (2, 1), "pool size, reports before the cancel");
+        assert_eq!(seen, vec![0.25, 0.5]);
+    }
+
+    #[test]
+    fn a_panicking_job_panics_the_caller_and_threads_are_joined() {
+        let pool = WorkerPool::new(1).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.run(&mut |_| true, |_| -> u32 { panic!("in the worker") })
+        }));
+        assert!(r.is_err());
+        drop(pool);
+    }
+}

@@ -1,0 +1,253 @@
+//! The C ABI as C and C++ callers see it: the programs in `tests/c` are compiled against
+//! `include/cyclegan.h` with warnings as errors, linked to the `libcyclegan` cdylib that
+//! `cargo test` has just built, and run — natively, and under valgrind when it is installed.
+//!
+//! Needs `cc` and `c++` on PATH.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::fixture;
+
+const C_FLAGS: &[&str] = &[
+    "-std=c11",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-Wpedantic",
+    "-Wstrict-prototypes",
+    "-g",
+];
+const CXX_FLAGS: &[&str] = &[
+    "-x",
+    "c++",
+    "-std=c++17",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-Wpedantic",
+    "-g",
+];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A private directory holding the cdylib built for this test run, linked (or copied) from
+/// where cargo put it: the test binary lives in `<target>/<profile>/deps` and cargo links the
+/// library there. A private link keeps the programs on this build even if another checkout
+/// sharing the target directory rebuilds the library while the tests run.
+fn lib_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let name = if cfg!(target_os = "macos") {
+            "libcyclegan.dylib"
+        } else {
+            "libcyclegan.so"
+        };
+        let exe = std::env::current_exe().expect("test executable path");
+        let deps = exe.parent().expect("deps directory");
+        let built = [deps, deps.parent().expect("profile directory")]
+            .into_iter()
+            .map(|d| d.join(name))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{name} not found next to {}", exe.display()));
+        let dir = scratch_dir("capi-lib");
+        let private = dir.join(name);
+        let _ = std::fs::remove_file(&private);
+        if std::fs::hard_link(&built, &private).is_err() {
+            std::fs::copy(&built, &private).expect("copy the library");
+        }
+        dir
+    })
+    .clone()
+}
+
+/// A scratch directory of this checkout: tests running in parallel, or other checkouts
+/// sharing the target directory, never share a file.
+fn scratch_dir(name: &str) -> PathBuf {
+    let checkout = root()
+        .to_string_lossy()
+        .bytes()
+        .fold(5381u64, |h, b| h.wrapping_mul(33) ^ u64::from(b));
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{checkout:016x}"));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Compiles `source` (C, or C++ for `.cpp`) into an executable linked to the library, in
+/// scratch directory `dir`.
+fn build(source: &str, dir: &str) -> PathBuf {
+    let out_dir = scratch_dir(dir);
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let src = root().join("tests/c").join(source);
+    let exe = out_dir.join(Path::new(source).file_stem().unwrap());
+    let cpp = source.ends_with(".cpp");
+    let libs = lib_dir();
+    let out = Command::new(if cpp { "c++" } else { "cc" })
+        .args(if cpp { CXX_FLAGS } else { C_FLAGS })
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(&libs)
+        .arg(format!("-Wl,-rpath,{}", libs.display()))
+        .args(["-lcyclegan", "-lpthread", "-lm"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run the {} compiler: {e}",
+                if cpp { "C++" } else { "C" }
+            )
+        });
+    assert!(
+        out.status.success(),
+        "compiling {source} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+fn show(what: &str, out: &Output) -> String {
+    format!(
+        "{what}: {}\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs a test program, optionally under valgrind, and returns its stdout after checking
+/// that it exited 0 and printed its `ok` line.
+fn run(exe: &Path, args: &[&str], valgrind: bool) -> String {
+    let name = exe.file_name().unwrap().to_string_lossy().into_owned();
+    let mut cmd = if valgrind {
+        let mut c = Command::new("valgrind");
+        c.args([
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite,possible",
+            "--quiet",
+        ])
+        .arg(format!(
+            "--suppressions={}",
+            root().join("tests/c/valgrind.supp").display()
+        ))
+        .arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
+    // cargo's library path lists the profile directory, whose copy of the library may be
+    // another checkout's; the programs find theirs through their rpath.
+    let out = cmd
+        .args(args)
+        .env_remove("LD_LIBRARY_PATH")
+        .env_remove("DYLD_LIBRARY_PATH")
+        .output()
+        .expect("test program runs");
+    let report = show(&name, &out);
+    eprintln!("{report}");
+    assert!(out.status.success(), "{report}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains(&format!("{name}: ok")), "{report}");
+    stdout
+}
+
+fn small_model() -> String {
+    fixture("el_ngf8_b9.safetensors").display().to_string()
+}
+
+fn have_valgrind() -> bool {
+    let found = Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("valgrind not found: skipping the memory-checked run");
+    }
+    found
+}
+
+#[test]
+fn c_api_basics() {
+    let exe = build("test_api.c", "capi");
+    run(
+        &exe,
+        &[
+            &small_model(),
+            &scratch_dir("capi-api").display().to_string(),
+        ],
+        false,
+    );
+}
+
+#[test]
+fn c_stylize() {
+    let exe = build("test_stylize.c", "capi");
+    run(&exe, &[&small_model()], false);
+}
+
+#[test]
+fn c_threads_share_one_model() {
+    let exe = build("test_threads.c", "capi");
+    run(&exe, &[&small_model()], false);
+}
+
+#[test]
+fn cxx_uses_the_header() {
+    let exe = build("header_cxx.cpp", "capi");
+    run(&exe, &[&small_model()], false);
+}
+
+#[test]
+fn doc_example_compiles_runs_and_is_in_the_docs() {
+    let exe = build("example.c", "capi");
+    // The shipped style, as the documentation shows it.
+    let out = Command::new(&exe)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show("example", &out));
+    let example = std::fs::read_to_string(root().join("tests/c/example.c")).unwrap();
+    let doc = std::fs::read_to_string(root().join("docs/c-api.md")).unwrap();
+    assert!(
+        doc.contains(&format!("```c\n{example}```")),
+        "docs/c-api.md must quote tests/c/example.c verbatim"
+    );
+}
+
+#[test]
+fn c_tests_under_valgrind() {
+    if !have_valgrind() {
+        return;
+    }
+    let model = small_model();
+    let api = build("test_api.c", "capi-vg");
+    // The embedded Monet model is skipped: loading it under valgrind takes minutes.
+    run(
+        &api,
+        &[
+            &model,
+            &scratch_dir("capi-api-vg").display().to_string(),
+            "--no-shipped",
+        ],
+        true,
+    );
+    // --quick: each code path once; under valgrind every stylize call takes seconds.
+    run(
+        &build("test_stylize.c", "capi-vg"),
+        &[&model, "--quick"],
+        true,
+    );
+    run(
+        &build("test_threads.c", "capi-vg"),
+        &[&model, "--quick"],
+        true,
+    );
+}
