@@ -122,6 +122,9 @@ fn main() {
     let model = Model::load("monet", Backend::Cpu).expect("shipped style loads");
     let load = t.elapsed().as_secs_f64();
     let fast = model.cpu_generator().expect("CPU model");
+    let t = Instant::now();
+    cyclegan::model::CpuGenerator::new(model.generator()).unwrap();
+    let pack = t.elapsed().as_secs_f64();
     let cfg = model.config();
     let torch = if torch {
         torch_times(&sizes, threads, reps)
@@ -129,9 +132,11 @@ fn main() {
         None
     };
     println!(
-        "CPU: {}; threads {threads}; model load {:.0} ms; median of {reps}",
+        "CPU: {}; threads {threads}; model load {:.0} ms (of which CPU packing {:.0} ms); \
+         median of {reps}",
         cpu_name(),
-        load * 1e3
+        load * 1e3,
+        pack * 1e3
     );
     println!();
     println!("| size | fast s | GFLOP/s | candle s | fast vs candle | torch s | fast vs torch | fast peak RSS MiB |");

@@ -20,6 +20,10 @@ fn check_generator(model: &std::path::Path, parity: &std::path::Path, tol: f32) 
         let want = &vectors[&format!("output_{n}")];
         let got = fast.forward(input, &mut Norms::Own).unwrap();
         let d = max_abs_diff(&got, want);
+        eprintln!(
+            "fast path {} input_{n}: max abs diff {d:.2e}",
+            model.display()
+        );
         assert!(
             d <= tol,
             "fast path: {} input_{n} {:?}: max abs diff {d} > {tol}",

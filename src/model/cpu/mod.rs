@@ -13,6 +13,7 @@
 
 mod matmul;
 mod planes;
+mod winograd;
 
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
@@ -38,8 +39,11 @@ struct Packed {
     cout: usize,
     /// `[dy][dx][cin][cout]`: for each kernel row a `(k * cin) x cout` row-major matrix, so
     /// one kernel row of taps is one matrix product over a contiguous run of input pixels.
+    /// Empty when `wino` holds the kernel instead.
     w: Vec<f32>,
     bias: Vec<f32>,
+    /// The Winograd-transformed kernel of a 3x3 stride-1 layer.
+    wino: Option<winograd::Transformed>,
 }
 
 impl Packed {
@@ -57,20 +61,24 @@ impl Packed {
             // dilated with zeros, with the kernel flipped and its channel axes swapped.
             ConvKind::Transposed => (1, d0, d1, true),
         };
-        let mut w = vec![0f32; k * k * cin * cout];
-        for co in 0..cout {
-            for ci in 0..cin {
-                for dy in 0..k {
-                    for dx in 0..k {
-                        let v = if transposed {
+        let mut w = Vec::with_capacity(k * k * cin * cout);
+        for dy in 0..k {
+            for dx in 0..k {
+                for ci in 0..cin {
+                    w.extend((0..cout).map(|co| {
+                        if transposed {
                             src[((ci * cout + co) * k + (k - 1 - dy)) * k + (k - 1 - dx)]
                         } else {
                             src[((co * cin + ci) * k + dy) * k + dx]
-                        };
-                        w[((dy * k + dx) * cin + ci) * cout + co] = v;
-                    }
+                        }
+                    }));
                 }
             }
+        }
+        let wino =
+            (k == 3 && stride == 1).then(|| winograd::Transformed::new(WINOGRAD, &w, cin, cout));
+        if wino.is_some() {
+            w = Vec::new();
         }
         Ok(Self {
             k,
@@ -79,12 +87,45 @@ impl Packed {
             cout,
             w,
             bias,
+            wino,
         })
     }
 }
 
 /// Per-channel mean and biased variance of one norm's input.
 type MeanVar = (Vec<f32>, Vec<f32>);
+
+/// Per-channel sums of values and of squares over real output pixels, and their count.
+type MeasuredSums = (Vec<f64>, Vec<f64>, usize);
+
+/// The Winograd variant for the 3x3 stride-1 layers.
+const WINOGRAD: &winograd::Variant = &winograd::F4;
+
+/// Sums of `out`'s pixels (`n` channels each), in f64 so large images lose no precision.
+fn channel_sums(out: &[f32], n: usize) -> MeasuredSums {
+    let mut sum = vec![0f64; n];
+    let mut sq = vec![0f64; n];
+    for px in out.chunks_exact(n) {
+        for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(px) {
+            let v = v as f64;
+            *s += v;
+            *q += v * v;
+        }
+    }
+    (sum, sq, out.len() / n)
+}
+
+fn merge_sums(parts: Vec<Option<MeasuredSums>>, n: usize) -> MeasuredSums {
+    let mut sum = vec![0f64; n];
+    let mut sq = vec![0f64; n];
+    let mut count = 0;
+    for (s, q, k) in parts.into_iter().flatten() {
+        sum.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+        sq.iter_mut().zip(&q).for_each(|(a, b)| *a += b);
+        count += k;
+    }
+    (sum, sq, count)
+}
 
 /// Geometry of a convolution's output rows: `ho` rows of `wv` "virtual" pixels, of which the
 /// first `wo` are real and the rest junk (what the kernel saw past the row's end).
@@ -117,9 +158,10 @@ enum Place {
 
 impl CpuGenerator {
     pub fn new(generator: &Generator) -> Result<Self> {
+        // Layers pack independently: in parallel, since loading is part of start-up.
         let layers = generator
             .convs()
-            .into_iter()
+            .into_par_iter()
             .map(Packed::new)
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
@@ -274,6 +316,31 @@ fn conv(
     y: &mut Vec<f32>,
     measure: bool,
 ) -> (OutShape, Option<MeanVar>) {
+    let (shape, sums) = match &layer.wino {
+        Some(t) => winograd::conv(WINOGRAD, src, t, y, measure),
+        None => conv_direct(src, layer, y, measure),
+    };
+    let measured = sums.map(|(sum, sq, count)| {
+        let count = count as f64;
+        let mut mean = Vec::with_capacity(layer.cout);
+        let mut var = Vec::with_capacity(layer.cout);
+        for ch in 0..layer.cout {
+            let mu = sum[ch] / count;
+            var.push((sq[ch] / count - mu * mu).max(0.0) as f32);
+            mean.push((mu + layer.bias[ch] as f64) as f32);
+        }
+        (mean, var)
+    });
+    (shape, measured)
+}
+
+/// [`conv`] as matrix products straight from the padded input.
+fn conv_direct(
+    src: &Planes,
+    layer: &Packed,
+    y: &mut Vec<f32>,
+    measure: bool,
+) -> (OutShape, Option<MeasuredSums>) {
     assert_eq!(src.c, layer.cin, "channel mismatch");
     let (hp, wp, c) = (src.hp(), src.wp(), src.c);
     let (k, st, n) = (layer.k, layer.stride, layer.cout);
@@ -293,7 +360,7 @@ fn conv(
     }
     let kk = k * c;
     let band_rows = BAND_ROWS.div_ceil(shape.wv);
-    let partials: Vec<Option<(Vec<f64>, Vec<f64>)>> = y[..m * n]
+    let partials: Vec<Option<MeasuredSums>> = y[..m * n]
         .par_chunks_mut(band_rows * shape.wv * n)
         .enumerate()
         .map(|(band, out)| {
@@ -321,39 +388,16 @@ fn conv(
                 }
             }
             measure.then(|| {
-                let mut sum = vec![0f64; n];
-                let mut sq = vec![0f64; n];
-                for (i, px) in out.chunks_exact(n).enumerate() {
-                    if i % shape.wv < shape.wo {
-                        for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(px) {
-                            let v = v as f64;
-                            *s += v;
-                            *q += v * v;
-                        }
-                    }
+                // Only the real pixels of each row: sum row by row.
+                let mut parts = Vec::with_capacity(rows);
+                for row in out.chunks_exact(shape.wv * n) {
+                    parts.push(Some(channel_sums(&row[..shape.wo * n], n)));
                 }
-                (sum, sq)
+                merge_sums(parts, n)
             })
         })
         .collect();
-    let measured = measure.then(|| {
-        let mut sum = vec![0f64; n];
-        let mut sq = vec![0f64; n];
-        for (s, q) in partials.into_iter().flatten() {
-            sum.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
-            sq.iter_mut().zip(&q).for_each(|(a, b)| *a += b);
-        }
-        let count = (shape.ho * shape.wo) as f64;
-        let mut mean = Vec::with_capacity(n);
-        let mut var = Vec::with_capacity(n);
-        for ch in 0..n {
-            let mu = sum[ch] / count;
-            var.push((sq[ch] / count - mu * mu).max(0.0) as f32);
-            mean.push((mu + layer.bias[ch] as f64) as f32);
-        }
-        (mean, var)
-    });
-    (shape, measured)
+    (shape, measure.then(|| merge_sums(partials, n)))
 }
 
 /// Writes `relu(y * scale + shift)` into `dst`'s interior as `place` says; `dst` must have
