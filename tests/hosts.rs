@@ -53,19 +53,9 @@ fn pkg_config_has(package: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// This build's libcyclegan.so. The test runs from `<target>/<profile>/deps/`, where
-/// `cargo test` also leaves the cdylib (it is copied up to `<profile>/` only by
-/// `cargo build`).
+/// This build's libcyclegan.so.
 fn library() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let lib = deps.join("libcyclegan.so");
-    assert!(
-        lib.is_file(),
-        "{} is missing: cargo builds the cdylib with the tests",
-        lib.display()
-    );
-    lib
+    common::built_library()
 }
 
 /// Builds an adapter with its install script into `dest`, warnings as errors, linking the
@@ -242,6 +232,8 @@ impl Gegl {
             .arg("cyclegan:stylize")
             .args(props)
             .env("GEGL_PATH", &self.path)
+            // cargo's LD_LIBRARY_PATH is searched before the op's $ORIGIN rpath.
+            .env_remove("LD_LIBRARY_PATH")
             .output()
             .expect("runs gegl")
     }
@@ -352,6 +344,8 @@ impl Magick {
     fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);
         cmd.env("MAGICK_CODER_FILTER_PATH", &self.dir.0);
+        // cargo's LD_LIBRARY_PATH is searched before the module's $ORIGIN rpath.
+        cmd.env_remove("LD_LIBRARY_PATH");
         cmd
     }
 
