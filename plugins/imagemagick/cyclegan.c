@@ -10,8 +10,8 @@
  * default auto), detail (0..4, default 0.5), tile (working pixels per tile, >= 64, default
  * 512), device (auto, cpu, cuda or metal; default auto).
  *
- * Pixels travel as 16-bit RGB(A) (ShortPixel, the full Q16 precision); alpha is kept, and
- * an image without alpha gets none. The loaded model is cached for the whole process, so a
+ * Pixels go in as 16-bit RGB(A) (ShortPixel, the full Q16 precision) and come back at the
+ * image's depth (see stylize_image); alpha is kept, and an image without alpha gets none. The loaded model is cached for the whole process, so a
  * mogrify batch loads it once.
  *
  * Failures. ImageMagick writes the output even when a filter reports an error, and a
@@ -271,17 +271,23 @@ report_progress (void *user_data, float fraction)
   return SetImageProgress (image, PROGRESS_TAG, done, 1001) != MagickFalse;
 }
 
-/* Stylizes one image in place. Returns 0 after filling `f`. */
+/* Stylizes one image in place. Returns 0 after filling `f`.
+ *
+ * The pixels go in as 16-bit samples. They come back at the image's depth: 16 bits, or 8
+ * for an 8-bit image, rounded by libcyclegan exactly as the CLI rounds its 8-bit output
+ * (ImageMagick 6 truncates when it reduces 16-bit samples to 8 on writing, which would
+ * leave half the samples one level low). */
 static int
 stylize_image (Image *image, const cg_model *model, const cg_options *opts,
                ExceptionInfo *exception, Failure *f)
 {
   const int       alpha    = image->matte != MagickFalse;
+  const int       eight    = image->depth <= 8;
   const char     *map      = alpha ? "RGBA" : "RGB";
   const size_t    channels = alpha ? 4 : 3;
   const size_t    width = image->columns, height = image->rows;
   unsigned short *pixels;
-  cg_image        buf;
+  cg_image        src, dst;
 
   if (width == 0 || height == 0 || width > UINT32_MAX || height > UINT32_MAX ||
       height > SIZE_MAX / width / channels / sizeof (*pixels))
@@ -300,19 +306,26 @@ stylize_image (Image *image, const cg_model *model, const cg_options *opts,
       return set_failure (f, "cannot read the image's pixels", image->filename);
     }
 
-  buf.data   = (uint8_t *) pixels;
-  buf.width  = (uint32_t) width;
-  buf.height = (uint32_t) height;
-  buf.stride = width * channels * sizeof (*pixels);
-  buf.format = alpha ? CG_PIXEL_FORMAT_RGBA16 : CG_PIXEL_FORMAT_RGB16;
-  if (cg_model_stylize (model, &buf, &buf, opts, report_progress, image) != CG_OK)
+  src.data   = (uint8_t *) pixels;
+  src.width  = (uint32_t) width;
+  src.height = (uint32_t) height;
+  src.stride = width * channels * sizeof (*pixels);
+  src.format = alpha ? CG_PIXEL_FORMAT_RGBA16 : CG_PIXEL_FORMAT_RGB16;
+  dst = src; /* in place; libcyclegan reads the whole source first */
+  if (eight)
+    {
+      dst.stride = width * channels;
+      dst.format = alpha ? CG_PIXEL_FORMAT_RGBA8 : CG_PIXEL_FORMAT_RGB8;
+    }
+  if (cg_model_stylize (model, &src, &dst, opts, report_progress, image) != CG_OK)
     {
       set_failure (f, cg_last_error_message (), image->filename);
       free (pixels);
       return 0;
     }
   (void) SetImageProgress (image, PROGRESS_TAG, 1000, 1001);
-  if (ImportImagePixels (image, 0, 0, width, height, map, ShortPixel, pixels) == MagickFalse)
+  if (ImportImagePixels (image, 0, 0, width, height, map, eight ? CharPixel : ShortPixel,
+                         pixels) == MagickFalse)
     {
       free (pixels);
       return set_failure (f, "cannot write the image's pixels", image->filename);
