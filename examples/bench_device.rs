@@ -30,7 +30,7 @@ fn main() -> cyclegan::Result<()> {
         for dtype in [DType::F32, DType::BF16] {
             let g = Weights::generator(&weights, &device, dtype)?;
             let x = Tensor::randn(0f32, 0.5, (1, 3, s, s), &device)?.to_dtype(dtype)?;
-            let mut run = || -> cyclegan::Result<f64> {
+            let run = || -> cyclegan::Result<f64> {
                 let t = Instant::now();
                 let y = g.forward(&x)?;
                 let _ = y.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
