@@ -151,11 +151,19 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
         }
         let next = next.min(trainer.total_iterations());
         let mut last = None;
+        let mut sum = [0f64; 6];
         let summary = trainer
             .run(next - it, &mut |p: &Progress| {
                 bar.set_position(p.iteration);
                 bar.set_message(describe(p));
                 last = Some(*p);
+                let l = &p.losses;
+                for (s, v) in sum
+                    .iter_mut()
+                    .zip([l.g, l.gan, l.cycle, l.identity, l.d_a, l.d_b])
+                {
+                    *s += v;
+                }
                 true
             })
             .map_err(|e| {
@@ -166,12 +174,23 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
             bar.suspend(|| eprintln!("warning: {w}"));
         }
         // A line per sample or checkpoint, so logs of unattended runs (where the bar is
-        // not drawn) show the losses too.
-        if let Some(p) = last {
+        // not drawn) show the losses too; averaged since the last line, because a single
+        // iteration's losses (one small batch) jump around too much to read a trend from.
+        if let Some(mut p) = last {
             let rate = summary.iterations as f64 / p.elapsed.as_secs_f64().max(1e-9);
+            let n = summary.iterations.max(1) as f64;
+            let [g, gan, cycle, identity, d_a, d_b] = sum.map(|s| s / n);
+            p.losses = cyclegan::train::StepLosses {
+                g,
+                gan,
+                cycle,
+                identity,
+                d_a,
+                d_b,
+            };
             bar.suspend(|| {
                 eprintln!(
-                    "iteration {}/{}: {}  ({rate:.2} it/s)",
+                    "iteration {}/{}: mean {}  ({rate:.2} it/s)",
                     p.iteration,
                     p.total,
                     describe(&p)
