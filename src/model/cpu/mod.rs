@@ -245,11 +245,22 @@ impl CpuGenerator {
 
         // Upsampling: the first up layer's input is the residual sum itself, placed on the
         // doubled grid; the second's is the first's normalized output, placed likewise.
+        // The full-resolution buffers dominate peak memory (the tile size bounds it), so
+        // each is freed as soon as its layer has read it instead of being kept for reuse:
+        // 768 bytes per output pixel at the peak rather than 1024.
         a.reset(2 * b.h, 2 * b.w, b.c, 1);
         place_copy(&b, &mut a, up_place);
         let up = 3 + 2 * nb;
-        self.norm_layer(&a, &layers[up], &mut y, norms, &mut b, up_place, 1)?;
-        self.norm_layer(&b, &layers[up + 1], &mut y, norms, &mut a, Place::Same, 3)?;
+        let (s1, m1) = conv(&a, &layers[up], &mut y, norms.measures());
+        a = Planes::default();
+        let (scale, shift) = affine(&layers[up], m1, norms)?;
+        b.reset(2 * s1.ho, 2 * s1.wo, s1.c, 1);
+        place_normalized(&y, s1, &scale, &shift, &mut b, up_place);
+        let (s2, m2) = conv(&b, &layers[up + 1], &mut y, norms.measures());
+        drop(b);
+        let (scale, shift) = affine(&layers[up + 1], m2, norms)?;
+        a.reset(s2.ho, s2.wo, s2.c, 3);
+        place_normalized(&y, s2, &scale, &shift, &mut a, Place::Same);
         a.reflect_border();
         debug_assert_eq!((a.h, a.w, a.c), (h, w, ngf));
 
