@@ -52,6 +52,11 @@ typedef struct cg_model cg_model;
 typedef struct cg_options cg_options;
 
 /**
+ * A training run. Create with `cg_trainer_new`, free with `cg_trainer_free`.
+ */
+typedef struct cg_trainer cg_trainer;
+
+/**
  * Result of every fallible `cg_` function: `CG_OK` (0) or one of the `CG_ERR_*` codes.
  * New codes may be added in later versions; treat an unknown one as a generic failure and
  * show `cg_last_error_message()`.
@@ -110,6 +115,37 @@ typedef struct {
  * C++ exception or longjmp out of it).
  */
 typedef bool (*cg_progress_fn)(void *user_data, float fraction);
+
+/**
+ * The losses of the latest training iteration, named as the seed logs them.
+ */
+typedef struct {
+    /**
+     * Everything the generators minimise: gan + lambda_cycle x cycle + lambda_identity x
+     * identity.
+     */
+    double g;
+    /**
+     * Mean adversarial loss of the two generators.
+     */
+    double gan;
+    /**
+     * Mean of the two reconstruction L1 losses.
+     */
+    double cycle;
+    /**
+     * Mean of the two identity L1 losses.
+     */
+    double identity;
+    /**
+     * Content-domain discriminator loss.
+     */
+    double d_a;
+    /**
+     * Style-domain discriminator loss.
+     */
+    double d_b;
+} cg_train_losses;
 
 /**
  * Success.
@@ -410,6 +446,97 @@ const char *cg_style_name(size_t index);
  * of range. The string is static, as for `cg_style_name`. Thread-safe.
  */
 const char *cg_style_label(size_t index);
+
+/**
+ * Opens a training run described by `config_json`, a JSON object whose keys are the long
+ * options of `cyclegan train` with `_` for `-`:
+ *
+ *     {"content": "photos/", "style": "paintings/", "out": "run/", "iterations": 20000}
+ *
+ * `out` (required) is the folder that receives `checkpoint.safetensors`; `content`, `style`
+ * and a length (`epochs` or `iterations`, the total to reach) are required for a new run.
+ * Optional: `decay_from`, `size`, `batch`, `lr`, `lambda_cycle`, `lambda_identity`, `pool`,
+ * `ngf`, `blocks`, `ndf`, `seed`, `init` (a style file to fine-tune), `checkpoint_every`
+ * (default 1000) and `resume` (true: continue the run in `out`; the other keys then
+ * override the checkpoint's settings, e.g. a larger `iterations`). Unknown keys and wrong
+ * types are refused. Settings left out take the seed recipe's values (the paper's).
+ *
+ * `opts` may be NULL; its backend and thread count apply. The folders are listed now (a file
+ * that is not an image is skipped); the networks are built, or read from the checkpoint.
+ * On success `*out` holds a new handle the caller owns and must release with
+ * `cg_trainer_free`; on failure `*out` is NULL and nothing on disk has changed.
+ *
+ * Returns CG_OK; CG_ERR_INVALID_ARGUMENT for NULL arguments, JSON that is not valid UTF-8 or
+ * not a valid settings object, settings out of range, missing or empty folders, a new run
+ * over an existing checkpoint or `resume` without one, a checkpoint whose network shapes
+ * differ from the settings, and an `out` folder that cannot be created or written;
+ * CG_ERR_IO if a folder or file cannot be read; CG_ERR_FORMAT for a corrupt checkpoint or
+ * `init` file; CG_ERR_BACKEND_UNAVAILABLE if the chosen backend is missing.
+ */
+cg_status cg_trainer_new(const char *config_json, const cg_options *opts, cg_trainer **out);
+
+/**
+ * Trains up to `iterations` more iterations, stopping early at the end of the run; pass
+ * UINT64_MAX to train to the end. The checkpoint in the run's `out` folder is written at
+ * every multiple of `checkpoint_every` and when the call returns, atomically: killing the
+ * process at any moment leaves the previous or the new checkpoint, never a torn one.
+ *
+ * `progress` may be NULL; otherwise it is called after every iteration with `user_data` and
+ * the fraction of the whole run done, on the calling thread. It must not call `cg_trainer_*`
+ * functions on this trainer. Returning false stops after that iteration: the checkpoint is
+ * written and the call returns CG_ERR_CANCELLED; the trainer stays usable (call again to
+ * continue).
+ *
+ * Returns CG_OK (also when the run was already complete: nothing is done);
+ * CG_ERR_INVALID_ARGUMENT if `trainer` is NULL or an earlier call failed; CG_ERR_CANCELLED
+ * as above; CG_ERR_IO if the checkpoint cannot be written; CG_ERR_COMPUTE if the device
+ * fails. After any error other than CG_ERR_CANCELLED the trainer refuses further runs and
+ * exports: free it and open the run again with `"resume": true`, which continues from the
+ * last checkpoint.
+ *
+ * Not thread-safe for one trainer: no other call may use it meanwhile.
+ */
+cg_status cg_trainer_run(cg_trainer *trainer,
+                         uint64_t iterations,
+                         cg_progress_fn progress,
+                         void *user_data);
+
+/**
+ * Writes the content -> style generator as a style file (f16 safetensors with the run's
+ * settings in its metadata) at `path`, a UTF-8 NUL-terminated path: the file that
+ * `cg_model_load`, `cyclegan stylize --model` and the plug-ins load. The file is written
+ * atomically (an existing one is replaced only once the new one is complete).
+ *
+ * Returns CG_OK; CG_ERR_INVALID_ARGUMENT if an argument is NULL or not UTF-8, or the trainer
+ * failed earlier; CG_ERR_IO if the file cannot be written.
+ *
+ * Thread-safe with other calls that only read the trainer.
+ */
+cg_status cg_trainer_save_style(const cg_trainer *trainer, const char *path);
+
+/**
+ * Iterations completed so far, counting earlier runs of a resumed training; 0 for NULL.
+ */
+uint64_t cg_trainer_iteration(const cg_trainer *trainer);
+
+/**
+ * Iterations in the whole run (its length); 0 for NULL.
+ */
+uint64_t cg_trainer_total_iterations(const cg_trainer *trainer);
+
+/**
+ * Copies the losses of the latest iteration this handle trained into `*out`.
+ *
+ * Returns CG_OK; CG_ERR_INVALID_ARGUMENT if an argument is NULL or no iteration has run
+ * on this handle yet.
+ */
+cg_status cg_trainer_last_losses(const cg_trainer *trainer, cg_train_losses *out);
+
+/**
+ * Releases a trainer. NULL is a no-op. Nothing is saved: the checkpoint on disk is the one
+ * the last `cg_trainer_run` wrote. No other call may be using the trainer.
+ */
+void cg_trainer_free(cg_trainer *trainer);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -189,6 +189,31 @@ fn c_threads_share_one_model() {
     run(&exe, &[&small_model()], false);
 }
 
+/// The trainer from C: bad settings, cancel + resume in a new handle == an uninterrupted run,
+/// exported styles load. The folders hold a few generated pictures (no photos needed).
+#[test]
+fn c_trains_and_resumes() {
+    let dir = scratch_dir("capi-train");
+    let _ = std::fs::remove_dir_all(&dir);
+    let (content, style) = (dir.join("content"), dir.join("style"));
+    for d in [&content, &style] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for i in 0..3u32 {
+        common::gradient_rgb(40 + 4 * i, 44)
+            .save(content.join(format!("c{i}.png")))
+            .unwrap();
+        image::RgbImage::from_fn(44, 40 + 4 * i, |x, y| {
+            image::Rgb([((x / 3 + i) % 2 * 200) as u8, (y * 5) as u8, 90])
+        })
+        .save(style.join(format!("s{i}.png")))
+        .unwrap();
+    }
+    let exe = build("test_train.c", "capi");
+    let arg = |p: &Path| p.display().to_string();
+    run(&exe, &[&arg(&content), &arg(&style), &arg(&dir)], false);
+}
+
 #[test]
 fn cxx_uses_the_header() {
     let exe = build("header_cxx.cpp", "capi");

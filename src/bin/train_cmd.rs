@@ -11,10 +11,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cyclegan::io::write_image;
-use cyclegan::model::GeneratorConfig;
 use cyclegan::train::checkpoint;
-use cyclegan::train::{Length, Progress, TrainConfig};
-use cyclegan::weights::Weights;
+use cyclegan::train::{Progress, RunSettings};
 use cyclegan::{Backend, Trainer};
 
 /// Settings left out take the seed recipe's value on a new run and the checkpoint's
@@ -93,26 +91,34 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
     if a.checkpoint_every == 0 {
         return Err("--checkpoint-every must be at least 1".into());
     }
-    std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let ckpt = a.out.join(checkpoint::FILE_NAME);
-    let mut trainer = if a.resume {
-        if !ckpt.is_file() {
-            return Err(format!(
-                "{}: no checkpoint to resume; start a run without --resume",
-                ckpt.display()
-            ));
+    // The library refuses these too; checked here first to name the flag.
+    if a.resume && !ckpt.is_file() {
+        return Err(format!(
+            "{}: no checkpoint to resume; start a run without --resume",
+            ckpt.display()
+        ));
+    }
+    if !a.resume && ckpt.exists() {
+        return Err(format!(
+            "{} already holds a training run; add --resume to continue it or choose another --out",
+            a.out.display()
+        ));
+    }
+    if !a.resume {
+        if a.content.is_none() {
+            return Err(
+                "--content FOLDER is required (the photos the style will be applied to)".into(),
+            );
         }
-        Trainer::resume_with(&ckpt, backend, |stored| apply_overrides(stored, &a))
-            .map_err(|e| e.to_string())?
-    } else {
-        if ckpt.exists() {
-            return Err(format!(
-                "{} already holds a training run; add --resume to continue it or choose another --out",
-                a.out.display()
-            ));
+        if a.style.is_none() {
+            return Err("--style FOLDER is required (paintings in the style to learn)".into());
         }
-        Trainer::new(new_config(&a)?, backend).map_err(|e| e.to_string())?
-    };
+        if a.epochs.is_none() && a.iterations.is_none() {
+            return Err("give the run length with --epochs N or --iterations N".into());
+        }
+    }
+    let mut trainer = settings(&a).open(backend).map_err(|e| e.to_string())?;
     for w in trainer.take_warnings() {
         eprintln!("warning: {w}");
     }
@@ -241,72 +247,27 @@ fn describe(p: &Progress) -> String {
     )
 }
 
-fn new_config(a: &TrainArgs) -> Result<TrainConfig, String> {
-    let content = a
-        .content
-        .clone()
-        .ok_or("--content FOLDER is required (the photos the style will be applied to)")?;
-    let style = a
-        .style
-        .clone()
-        .ok_or("--style FOLDER is required (paintings in the style to learn)")?;
-    let length = match (a.epochs, a.iterations) {
-        (Some(n), _) => Length::Epochs(n),
-        (_, Some(n)) => Length::Iterations(n),
-        _ => return Err("give the run length with --epochs N or --iterations N".into()),
-    };
-    let mut c = TrainConfig::new(content, style, length);
-    if let Some(init) = &a.init {
-        // The network's shape follows the file being fine-tuned unless told otherwise.
-        let w = Weights::read(init).map_err(|e| e.to_string())?;
-        c.generator = w
-            .generator_config()
-            .map_err(|e| format!("{}: {e}", init.display()))?;
-        c.init = Some(init.clone());
+/// The flags as the library's run settings.
+fn settings(a: &TrainArgs) -> RunSettings {
+    RunSettings {
+        content: a.content.clone(),
+        style: a.style.clone(),
+        epochs: a.epochs,
+        iterations: a.iterations,
+        decay_from: a.decay_from,
+        size: a.size,
+        batch: a.batch,
+        lr: a.lr,
+        lambda_cycle: a.lambda_cycle,
+        lambda_identity: a.lambda_identity,
+        pool: a.pool,
+        ngf: a.ngf,
+        blocks: a.blocks,
+        ndf: a.ndf,
+        seed: a.seed,
+        init: a.init.clone(),
+        resume: a.resume,
+        checkpoint_every: a.checkpoint_every,
+        out: a.out.clone(),
     }
-    let defaults = GeneratorConfig::SEED;
-    if a.init.is_none() {
-        c.generator = defaults;
-    }
-    let mut c = apply_overrides(c, a);
-    if a.lambda_identity.is_none() {
-        c.lambda_identity = 0.5 * c.lambda_cycle;
-    }
-    Ok(c)
-}
-
-/// Applies the settings given on the command line over `c`.
-fn apply_overrides(mut c: TrainConfig, a: &TrainArgs) -> TrainConfig {
-    fn set<T: Clone>(dst: &mut T, v: &Option<T>) {
-        if let Some(v) = v {
-            *dst = v.clone();
-        }
-    }
-    set(&mut c.content_dir, &a.content);
-    set(&mut c.style_dir, &a.style);
-    let length = a
-        .epochs
-        .map(Length::Epochs)
-        .or(a.iterations.map(Length::Iterations));
-    if let Some(l) = length {
-        if l != c.length {
-            // A new length gets its own default decay point unless one is given.
-            c.decay_from = None;
-        }
-        c.length = l;
-    }
-    if a.decay_from.is_some() {
-        c.decay_from = a.decay_from;
-    }
-    set(&mut c.size, &a.size);
-    set(&mut c.batch, &a.batch);
-    set(&mut c.lr, &a.lr);
-    set(&mut c.lambda_cycle, &a.lambda_cycle);
-    set(&mut c.lambda_identity, &a.lambda_identity);
-    set(&mut c.pool_size, &a.pool);
-    set(&mut c.generator.ngf, &a.ngf);
-    set(&mut c.generator.blocks, &a.blocks);
-    set(&mut c.ndf, &a.ndf);
-    set(&mut c.seed, &a.seed);
-    c
 }

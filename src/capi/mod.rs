@@ -12,7 +12,7 @@
 //!   out-of-range value in a Rust `enum` would be undefined behaviour.
 //! - Out-params are set to NULL on entry and written only on success.
 //!
-//! Adding a function (the trainer's go in a `train.rs` here): put it in the file named for its
+//! Adding a function: put it in the file named for its
 //! noun, wrap the body in [`ffi_status`], take handles with [`non_null`] and out-params with
 //! [`clear_out`], document statuses and ownership, then run `scripts/check-header.sh --update`.
 // C names (`cg_status`) are the ABI. The exported functions take raw pointers without being
@@ -40,6 +40,8 @@ pub mod stylize;
 
 pub mod style;
 
+pub mod train;
+
 mod pool;
 
 pub use image::{cg_image, cg_pixel_format};
@@ -47,6 +49,7 @@ pub use model::cg_model;
 pub use options::{cg_backend, cg_options};
 pub use status::cg_status;
 pub use stylize::cg_progress_fn;
+pub use train::{cg_train_losses, cg_trainer};
 
 /// Runs one exported function's body, returning `on_panic` if it panics: unwinding into C
 /// is undefined behaviour, so this is the single place where panics stop.

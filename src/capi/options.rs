@@ -1,13 +1,11 @@
 //! `cg_options`: an opaque builder, so that adding a setting later adds a setter and never
 //! changes a struct layout the caller compiled against.
 
-use std::sync::OnceLock;
-
 use crate::device::Backend;
 use crate::error::{Error, Result};
 use crate::stylize::{Scale, StylizeOptions};
 
-use super::pool::WorkerPool;
+use super::pool::ThreadLimit;
 use super::{clear_out, ffi, ffi_status, status::cg_status};
 
 /// A compute backend: one of the `CG_BACKEND_*` values.
@@ -43,10 +41,7 @@ pub(crate) fn backend_from(b: cg_backend) -> Result<Backend> {
 pub struct cg_options {
     pub(crate) backend: Backend,
     pub(crate) stylize: StylizeOptions,
-    threads: u32,
-    /// The workers for `threads > 0`, started on first use and kept so that repeated calls
-    /// do not spawn threads each time.
-    pool: OnceLock<WorkerPool>,
+    pub(crate) threads: ThreadLimit,
 }
 
 impl Default for cg_options {
@@ -54,8 +49,7 @@ impl Default for cg_options {
         Self {
             backend: Backend::Auto,
             stylize: StylizeOptions::default(),
-            threads: 0,
-            pool: OnceLock::new(),
+            threads: ThreadLimit::default(),
         }
     }
 }
@@ -68,18 +62,7 @@ impl cg_options {
         progress: &mut dyn FnMut(f32) -> bool,
         work: impl FnOnce(&mut dyn FnMut(f32) -> bool) -> R + Send,
     ) -> Result<R> {
-        if self.threads == 0 {
-            return Ok(work(progress));
-        }
-        let pool = match self.pool.get() {
-            Some(p) => p,
-            None => {
-                let built = WorkerPool::new(self.threads as usize)?;
-                // Two threads racing here each build a pool; one is kept, the other freed.
-                self.pool.get_or_init(|| built)
-            }
-        };
-        Ok(pool.run(progress, work))
+        self.threads.run(progress, work)
     }
 
     /// Applies `change` to the stylize settings only if the result is valid, so a rejected
@@ -168,9 +151,8 @@ pub extern "C" fn cg_options_set_threads(opts: *mut cg_options, threads: u32) ->
                 "threads = {threads} is above the maximum of {MAX_THREADS} (0 = all cores)"
             )));
         }
-        if threads != o.threads {
-            o.threads = threads;
-            o.pool = OnceLock::new();
+        if threads != o.threads.threads() {
+            o.threads = ThreadLimit::new(threads);
         }
         Ok(())
     })

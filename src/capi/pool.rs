@@ -2,10 +2,52 @@
 //! stylize call, keeps the caller's progress callback on the caller's thread, and joins its
 //! threads when released so that no library thread outlives `cg_options_free`.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, OnceLock};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
+
+/// A handle's thread setting: 0 runs work on the calling thread (and the process-wide rayon
+/// pool), n > 0 on a pool of n workers owned by the handle, started on first use and kept so
+/// that repeated calls do not spawn threads each time.
+#[derive(Default)]
+pub(crate) struct ThreadLimit {
+    threads: u32,
+    pool: OnceLock<WorkerPool>,
+}
+
+impl ThreadLimit {
+    pub(crate) fn new(threads: u32) -> Self {
+        Self {
+            threads,
+            pool: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn threads(&self) -> u32 {
+        self.threads
+    }
+
+    /// Runs `work` within the limit; `progress` is called on the calling thread either way.
+    pub(crate) fn run<R: Send>(
+        &self,
+        progress: &mut dyn FnMut(f32) -> bool,
+        work: impl FnOnce(&mut dyn FnMut(f32) -> bool) -> R + Send,
+    ) -> Result<R> {
+        if self.threads == 0 {
+            return Ok(work(progress));
+        }
+        let pool = match self.pool.get() {
+            Some(p) => p,
+            None => {
+                let built = WorkerPool::new(self.threads as usize)?;
+                // Two threads racing here each build a pool; one is kept, the other freed.
+                self.pool.get_or_init(|| built)
+            }
+        };
+        Ok(pool.run(progress, work))
+    }
+}
 
 pub(crate) struct WorkerPool {
     /// Always `Some` until dropped; an `Option` so `drop` can release it before joining.

@@ -16,6 +16,7 @@ pub mod losses;
 pub mod pool;
 pub mod rng;
 pub mod schedule;
+pub mod settings;
 pub mod state;
 pub mod trainer;
 
@@ -23,6 +24,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use losses::StepLosses;
+pub use settings::RunSettings;
 pub use state::{StepSettings, TrainState};
 pub use trainer::{Progress, RunSummary, Trainer};
 

@@ -1,0 +1,393 @@
+//! The user's choices for a training run, as the `cyclegan train` flags and the C ABI's JSON
+//! give them, and how they become a [`TrainConfig`]: settings left out take the seed recipe's
+//! value on a new run and the checkpoint's on resume. One place for that rule, so the two
+//! front ends cannot drift apart.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::{checkpoint, Length, TrainConfig, Trainer};
+use crate::device::Backend;
+use crate::error::{Error, Result};
+use crate::model::GeneratorConfig;
+use crate::weights::Weights;
+
+/// Checkpoint interval when none is given: often enough that an interrupted run loses
+/// minutes, rarely enough that writing (~100 MB for the seed networks) stays cheap.
+pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
+
+/// Every setting of a run; `None` means "not given".
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSettings {
+    /// Folder of photos (domain A).
+    pub content: Option<PathBuf>,
+    /// Folder of paintings (domain B).
+    pub style: Option<PathBuf>,
+    /// Output folder: holds the checkpoint (and, from the CLI, the exported styles).
+    pub out: PathBuf,
+    pub epochs: Option<u64>,
+    pub iterations: Option<u64>,
+    pub decay_from: Option<u64>,
+    pub size: Option<u32>,
+    pub batch: Option<usize>,
+    pub lr: Option<f64>,
+    pub lambda_cycle: Option<f64>,
+    pub lambda_identity: Option<f64>,
+    pub pool: Option<usize>,
+    pub ngf: Option<usize>,
+    pub blocks: Option<usize>,
+    pub ndf: Option<usize>,
+    pub seed: Option<u64>,
+    /// Style file that starts the content -> style generator (fine-tuning).
+    pub init: Option<PathBuf>,
+    /// Continue the run in `out` instead of starting one.
+    pub resume: bool,
+    /// Write the checkpoint every this many iterations.
+    pub checkpoint_every: u64,
+}
+
+impl RunSettings {
+    /// Nothing chosen yet but the output folder.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        Self {
+            content: None,
+            style: None,
+            out: out.into(),
+            epochs: None,
+            iterations: None,
+            decay_from: None,
+            size: None,
+            batch: None,
+            lr: None,
+            lambda_cycle: None,
+            lambda_identity: None,
+            pool: None,
+            ngf: None,
+            blocks: None,
+            ndf: None,
+            seed: None,
+            init: None,
+            resume: false,
+            checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
+        }
+    }
+
+    /// Reads settings from a JSON object whose keys are the CLI's long flags with `_` for
+    /// `-` (`{"content": "photos", "style": "monet", "out": "run", "iterations": 5000}`).
+    /// `out` is required; `null` counts as not given; unknown keys and wrong types are
+    /// errors, so a typo cannot silently train with a default.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            Error::InvalidArgument(format!("the training settings are not valid JSON: {e}"))
+        })?;
+        let Value::Object(map) = value else {
+            return Err(Error::InvalidArgument(
+                "the training settings must be a JSON object, e.g. {\"content\": \"photos\", \"style\": \"paintings\", \"out\": \"run\", \"iterations\": 1000}".into(),
+            ));
+        };
+        let out = match map.get("out") {
+            Some(Value::Null) | None => {
+                return Err(Error::InvalidArgument(
+                    "the training settings lack \"out\", the folder for the checkpoint".into(),
+                ))
+            }
+            Some(v) => PathBuf::from(string("out", v)?),
+        };
+        let mut s = Self::new(out);
+        s.read_fields(&map)?;
+        if s.epochs.is_some() && s.iterations.is_some() {
+            return Err(Error::InvalidArgument(
+                "give either \"epochs\" or \"iterations\", not both".into(),
+            ));
+        }
+        if s.checkpoint_every == 0 {
+            return Err(Error::InvalidArgument(
+                "\"checkpoint_every\" must be at least 1".into(),
+            ));
+        }
+        Ok(s)
+    }
+
+    fn read_fields(&mut self, map: &Map<String, Value>) -> Result<()> {
+        for (k, v) in map {
+            if v.is_null() {
+                continue;
+            }
+            let k = k.as_str();
+            match k {
+                "out" => {}
+                "content" => self.content = Some(string(k, v)?.into()),
+                "style" => self.style = Some(string(k, v)?.into()),
+                "init" => self.init = Some(string(k, v)?.into()),
+                "epochs" => self.epochs = Some(uint(k, v)?),
+                "iterations" => self.iterations = Some(uint(k, v)?),
+                "decay_from" => self.decay_from = Some(uint(k, v)?),
+                "size" => self.size = Some(narrow(k, uint(k, v)?)?),
+                "batch" => self.batch = Some(narrow(k, uint(k, v)?)?),
+                "pool" => self.pool = Some(narrow(k, uint(k, v)?)?),
+                "ngf" => self.ngf = Some(narrow(k, uint(k, v)?)?),
+                "blocks" => self.blocks = Some(narrow(k, uint(k, v)?)?),
+                "ndf" => self.ndf = Some(narrow(k, uint(k, v)?)?),
+                "seed" => self.seed = Some(uint(k, v)?),
+                "checkpoint_every" => self.checkpoint_every = uint(k, v)?,
+                "lr" => self.lr = Some(float(k, v)?),
+                "lambda_cycle" => self.lambda_cycle = Some(float(k, v)?),
+                "lambda_identity" => self.lambda_identity = Some(float(k, v)?),
+                "resume" => {
+                    self.resume = v
+                        .as_bool()
+                        .ok_or_else(|| wrong_type(k, v, "true or false"))?
+                }
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown training setting {k:?}; the settings are: {}",
+                        KEYS.join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the run's checkpoint lives.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.out.join(checkpoint::FILE_NAME)
+    }
+
+    /// The configuration of a new run: the seed recipe, the `init` file's network shape,
+    /// then the settings given.
+    pub fn new_config(&self) -> Result<TrainConfig> {
+        let missing = |m: &str| Err(Error::InvalidArgument(m.into()));
+        let Some(content) = self.content.clone() else {
+            return missing(
+                "the content folder is required (the photos the style will be applied to)",
+            );
+        };
+        let Some(style) = self.style.clone() else {
+            return missing("the style folder is required (paintings in the style to learn)");
+        };
+        let length = match (self.epochs, self.iterations) {
+            (Some(n), _) => Length::Epochs(n),
+            (_, Some(n)) => Length::Iterations(n),
+            _ => return missing("the run length is required: a number of epochs or iterations"),
+        };
+        let mut c = TrainConfig::new(content, style, length);
+        c.generator = GeneratorConfig::SEED;
+        if let Some(init) = &self.init {
+            // The network's shape follows the file being fine-tuned unless told otherwise.
+            let w = Weights::read(init)?;
+            c.generator = w.generator_config().map_err(|e| e.with_path(init))?;
+            c.init = Some(init.clone());
+        }
+        let mut c = self.apply(c);
+        if self.lambda_identity.is_none() {
+            c.lambda_identity = 0.5 * c.lambda_cycle;
+        }
+        Ok(c)
+    }
+
+    /// `c` with the settings given here laid over it (used on a checkpoint's stored
+    /// configuration when resuming).
+    pub fn apply(&self, mut c: TrainConfig) -> TrainConfig {
+        fn set<T: Clone>(dst: &mut T, v: &Option<T>) {
+            if let Some(v) = v {
+                *dst = v.clone();
+            }
+        }
+        set(&mut c.content_dir, &self.content);
+        set(&mut c.style_dir, &self.style);
+        let length = self
+            .epochs
+            .map(Length::Epochs)
+            .or(self.iterations.map(Length::Iterations));
+        if let Some(l) = length {
+            if l != c.length {
+                // A new length gets its own default decay point unless one is given.
+                c.decay_from = None;
+            }
+            c.length = l;
+        }
+        if self.decay_from.is_some() {
+            c.decay_from = self.decay_from;
+        }
+        set(&mut c.size, &self.size);
+        set(&mut c.batch, &self.batch);
+        set(&mut c.lr, &self.lr);
+        set(&mut c.lambda_cycle, &self.lambda_cycle);
+        set(&mut c.lambda_identity, &self.lambda_identity);
+        set(&mut c.pool_size, &self.pool);
+        set(&mut c.generator.ngf, &self.ngf);
+        set(&mut c.generator.blocks, &self.blocks);
+        set(&mut c.ndf, &self.ndf);
+        set(&mut c.seed, &self.seed);
+        c
+    }
+
+    /// Starts the run, or resumes it from `out`'s checkpoint when `resume` is set. Refuses to
+    /// start over an existing run and to resume a missing one, so no checkpoint is ever
+    /// replaced by accident.
+    pub fn open(&self, backend: Backend) -> Result<Trainer> {
+        let ckpt = self.checkpoint_path();
+        if self.resume {
+            if !ckpt.is_file() {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: no checkpoint to resume; start a new run instead",
+                    ckpt.display()
+                )));
+            }
+            let trainer = Trainer::resume_with(&ckpt, backend, |stored| self.apply(stored))?;
+            writable_folder(&self.out)?;
+            return Ok(trainer);
+        }
+        if ckpt.exists() {
+            return Err(Error::InvalidArgument(format!(
+                "{} already holds a training run; resume it or choose another output folder",
+                self.out.display()
+            )));
+        }
+        // Everything that can fail on the inputs is checked before the folder is made.
+        let trainer = Trainer::new(self.new_config()?, backend)?;
+        writable_folder(&self.out)?;
+        Ok(trainer)
+    }
+}
+
+/// Creates `dir` if needed and proves that files can be made in it, so a read-only or
+/// mistyped output folder fails now rather than at the first checkpoint, hours in.
+fn writable_folder(dir: &Path) -> Result<()> {
+    let fail = |e: std::io::Error| {
+        Error::InvalidArgument(format!(
+            "{}: cannot write the training outputs there ({e}); choose a writable output folder",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(format!(".cyclegan-write-test-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+        .map_err(fail)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// The JSON keys, for the message about an unknown one.
+const KEYS: [&str; 19] = [
+    "content",
+    "style",
+    "out",
+    "epochs",
+    "iterations",
+    "decay_from",
+    "size",
+    "batch",
+    "lr",
+    "lambda_cycle",
+    "lambda_identity",
+    "pool",
+    "ngf",
+    "blocks",
+    "ndf",
+    "seed",
+    "init",
+    "resume",
+    "checkpoint_every",
+];
+
+fn wrong_type(k: &str, v: &Value, want: &str) -> Error {
+    Error::InvalidArgument(format!("training setting {k:?} is {v}, expected {want}"))
+}
+
+fn string<'a>(k: &str, v: &'a Value) -> Result<&'a str> {
+    v.as_str().ok_or_else(|| wrong_type(k, v, "a string"))
+}
+
+fn uint(k: &str, v: &Value) -> Result<u64> {
+    v.as_u64()
+        .ok_or_else(|| wrong_type(k, v, "a whole number of at least 0"))
+}
+
+fn narrow<T: TryFrom<u64>>(k: &str, n: u64) -> Result<T> {
+    T::try_from(n)
+        .map_err(|_| Error::InvalidArgument(format!("training setting {k:?} = {n} is too large")))
+}
+
+fn float(k: &str, v: &Value) -> Result<f64> {
+    v.as_f64().ok_or_else(|| wrong_type(k, v, "a number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> String {
+        RunSettings::from_json(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn json_fields_become_settings() {
+        let s = RunSettings::from_json(
+            r#"{"content": "a", "style": "b", "out": "o", "iterations": 20, "size": 64,
+                "lr": 1e-4, "lambda_cycle": 8, "ngf": 8, "blocks": 2, "ndf": 8, "seed": 3,
+                "pool": 0, "batch": 2, "decay_from": 5, "resume": false, "init": null,
+                "checkpoint_every": 4}"#,
+        )
+        .unwrap();
+        let c = s.new_config().unwrap();
+        assert_eq!(c.length, Length::Iterations(20));
+        assert_eq!(
+            (c.size, c.batch, c.pool_size, c.ndf, c.seed),
+            (64, 2, 0, 8, 3)
+        );
+        assert_eq!((c.generator.ngf, c.generator.blocks), (8, 2));
+        assert_eq!((c.lr, c.lambda_cycle, c.lambda_identity), (1e-4, 8.0, 4.0));
+        assert_eq!((c.decay_start(), s.checkpoint_every), (5, 4));
+        assert_eq!(
+            s.checkpoint_path(),
+            PathBuf::from("o").join("checkpoint.safetensors")
+        );
+    }
+
+    #[test]
+    fn bad_json_is_explained() {
+        assert!(err("{").contains("not valid JSON"));
+        assert!(err("[1]").contains("must be a JSON object"));
+        assert!(err(r#"{"content": "a"}"#).contains("lack \"out\""));
+        let e = err(r#"{"out": "o", "iteratons": 5}"#);
+        assert!(
+            e.contains("\"iteratons\"") && e.contains("iterations"),
+            "{e}"
+        );
+        assert!(err(r#"{"out": "o", "size": -4}"#).contains("whole number"));
+        assert!(err(r#"{"out": "o", "size": 1.5}"#).contains("whole number"));
+        assert!(err(r#"{"out": 3}"#).contains("a string"));
+        assert!(err(r#"{"out": "o", "lr": "fast"}"#).contains("a number"));
+        assert!(err(r#"{"out": "o", "resume": 1}"#).contains("true or false"));
+        assert!(err(r#"{"out": "o", "size": 99999999999}"#).contains("too large"));
+        assert!(err(r#"{"out": "o", "epochs": 1, "iterations": 2}"#).contains("not both"));
+        assert!(err(r#"{"out": "o", "checkpoint_every": 0}"#).contains("at least 1"));
+        let missing = RunSettings::from_json(r#"{"out": "o", "style": "b", "epochs": 1}"#)
+            .unwrap()
+            .new_config()
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("content folder"), "{missing}");
+    }
+
+    #[test]
+    fn an_unwritable_output_folder_is_refused_up_front() {
+        let file = std::env::temp_dir().join(format!("cyclegan-settings-{}", std::process::id()));
+        std::fs::write(&file, "a file, not a folder").unwrap();
+        let e = writable_folder(&file.join("run")).unwrap_err().to_string();
+        std::fs::remove_file(&file).unwrap();
+        assert!(e.contains("cannot write the training outputs"), "{e}");
+        let ok = std::env::temp_dir().join(format!("cyclegan-settings-ok-{}", std::process::id()));
+        writable_folder(&ok).unwrap();
+        let left: Vec<_> = std::fs::read_dir(&ok).unwrap().collect();
+        std::fs::remove_dir(&ok).unwrap();
+        assert!(left.is_empty(), "the probe file is removed");
+    }
+}
