@@ -123,7 +123,7 @@ fn main() {
     let load = t.elapsed().as_secs_f64();
     let fast = model.cpu_generator().expect("CPU model");
     let t = Instant::now();
-    cyclegan::model::CpuGenerator::new(model.generator()).unwrap();
+    cyclegan::model::CpuGenerator::new(model.generator().unwrap()).unwrap();
     let pack = t.elapsed().as_secs_f64();
     let cfg = model.config();
     let torch = if torch {
@@ -152,7 +152,7 @@ fn main() {
         let gflops = 2.0 * gen_macs(s, s, cfg.blocks, cfg.ngf) / tf / 1e9;
         let tc = (s <= candle_max).then(|| {
             median_secs(reps.min(3), || {
-                model.generator().forward(&x).unwrap();
+                model.generator().unwrap().forward(&x).unwrap();
             })
         });
         let tt = torch

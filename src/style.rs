@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::{DType, Device};
 
 use crate::device::{compute_dtype, Backend};
 use crate::error::{Error, Result};
 use crate::model::{CpuGenerator, Generator, GeneratorConfig};
-use crate::weights::Weights;
+use crate::weights::{GeneratorWeights, Weights};
 
 /// Shipped styles: name, menu label, weights.
 const SHIPPED: &[(&str, &str, &[u8])] = &[(
@@ -39,7 +39,12 @@ pub fn style_label(name: &str) -> Option<&'static str> {
 /// many threads at once.
 #[derive(Debug, Clone)]
 pub struct Model {
-    generator: Generator,
+    /// The weights as stored (f16 for the shipped styles).
+    source: GeneratorWeights,
+    /// The candle network in the compute dtype: built at load on a GPU, where it does the
+    /// work; on the CPU, where the fast path does, only when something asks for it, which
+    /// keeps start-up time and memory down.
+    generator: OnceLock<Generator>,
     /// The same weights packed for the CPU fast path, present when the model runs on the CPU.
     cpu: Option<Arc<CpuGenerator>>,
     device: Device,
@@ -72,13 +77,19 @@ impl Model {
     pub fn from_weights(weights: &Weights, backend: Backend) -> Result<Self> {
         let device = backend.device()?;
         let dtype = compute_dtype(&device);
-        let generator = weights.generator(&device, dtype)?;
+        let source = weights.generator_weights()?;
+        let generator = OnceLock::new();
         let cpu = if device.is_cpu() {
-            Some(Arc::new(CpuGenerator::new(&generator)?))
+            // Packing converts each layer itself, so a network in the stored dtype (no copy)
+            // serves, and it also checks every shape.
+            let stored = source.build(&device, source.stored_dtype())?;
+            Some(Arc::new(CpuGenerator::new(&stored)?))
         } else {
+            let _ = generator.set(source.build(&device, dtype)?);
             None
         };
         Ok(Self {
+            source,
             generator,
             cpu,
             device,
@@ -87,8 +98,14 @@ impl Model {
         })
     }
 
-    pub fn generator(&self) -> &Generator {
-        &self.generator
+    /// The candle network (the reference implementation on the CPU, the engine on a GPU).
+    pub fn generator(&self) -> Result<&Generator> {
+        if let Some(g) = self.generator.get() {
+            return Ok(g);
+        }
+        let built = self.source.build(&self.device, self.dtype)?;
+        // Two threads racing here each build one; one is kept.
+        Ok(self.generator.get_or_init(|| built))
     }
 
     /// The CPU fast path; `None` when the model lives on a GPU.
@@ -97,7 +114,7 @@ impl Model {
     }
 
     pub fn config(&self) -> GeneratorConfig {
-        self.generator.config()
+        self.source.config()
     }
 
     pub fn device(&self) -> &Device {

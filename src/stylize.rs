@@ -322,7 +322,7 @@ fn forward(
         return Ok(cpu.forward_planar(planar, w, h, norms)?);
     }
     let x = Tensor::from_slice(planar, (1, 3, h, w), model.device())?.to_dtype(model.dtype())?;
-    let y = model.generator().forward_with(&x, norms)?;
+    let y = model.generator()?.forward_with(&x, norms)?;
     Ok(y.to_dtype(candle_core::DType::F32)?
         .flatten_all()?
         .to_vec1::<f32>()?)

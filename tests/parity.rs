@@ -117,7 +117,7 @@ fn shipped_monet_is_the_reference_generator() {
     for i in 0..2 {
         let input = &vectors[&format!("input_{i}")];
         let want = &vectors[&format!("output_{i}")];
-        let got = model.generator().forward(input).unwrap();
+        let got = model.generator().unwrap().forward(input).unwrap();
         let d = max_abs_diff(&got, want);
         assert!(d <= 1e-3, "reference input_{i}: max abs diff {d}");
         let got = fast.forward(input, &mut Norms::Own).unwrap();

@@ -181,20 +181,18 @@ impl Weights {
 
     /// Builds the generator on `device` in `dtype`, checking every shape.
     pub fn generator(&self, device: &Device, dtype: DType) -> Result<Generator> {
+        self.generator_weights()?.build(device, dtype)
+    }
+
+    /// The single generator's tensors and shape, with finite values checked.
+    pub fn generator_weights(&self) -> Result<GeneratorWeights> {
         let p = self.only_generator_prefix()?;
         let config = self.config_at(&p)?;
-        let vb = VarBuilder::from_tensors(self.subset(&p), dtype, device);
-        let g = Generator::new(&vb, config).map_err(|e| {
-            Error::format_mem(format!(
-                "weights do not fit a {} generator with {} filters and {} blocks: {}",
-                config.layout.name(),
-                config.ngf,
-                config.blocks,
-                first_line(&e.to_string())
-            ))
-        })?;
         self.check_finite(&p)?;
-        Ok(g)
+        Ok(GeneratorWeights {
+            tensors: self.subset(&p),
+            config,
+        })
     }
 
     /// The tensors under `prefix`, with the prefix removed.
@@ -304,6 +302,45 @@ pub fn save_style(
         .collect::<Result<HashMap<_, _>>>()?;
     let bytes = to_safetensors_bytes(&converted, &metadata)?;
     crate::io::write_atomic(path, &bytes)
+}
+
+/// One generator's weights as stored, ready to build on any device and in any dtype: what
+/// a model keeps so that it builds a network only when something asks for it.
+#[derive(Debug, Clone)]
+pub struct GeneratorWeights {
+    tensors: HashMap<String, Tensor>,
+    config: GeneratorConfig,
+}
+
+impl GeneratorWeights {
+    pub fn config(&self) -> GeneratorConfig {
+        self.config
+    }
+
+    /// The dtype the tensors are stored in (F32 if they differ): building in it converts
+    /// nothing.
+    pub fn stored_dtype(&self) -> DType {
+        let mut dtypes = self.tensors.values().map(Tensor::dtype);
+        match dtypes.next() {
+            Some(first) if dtypes.all(|d| d == first) => first,
+            _ => DType::F32,
+        }
+    }
+
+    /// The network on `device` in `dtype`, checking every shape.
+    pub fn build(&self, device: &Device, dtype: DType) -> Result<Generator> {
+        let config = self.config;
+        let vb = VarBuilder::from_tensors(self.tensors.clone(), dtype, device);
+        Generator::new(&vb, config).map_err(|e| {
+            Error::format_mem(format!(
+                "weights do not fit a {} generator with {} filters and {} blocks: {}",
+                config.layout.name(),
+                config.ngf,
+                config.blocks,
+                first_line(&e.to_string())
+            ))
+        })
+    }
 }
 
 #[cfg(test)]
