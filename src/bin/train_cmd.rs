@@ -95,6 +95,17 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
     }
     std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     let ckpt = a.out.join(checkpoint::FILE_NAME);
+    // A run killed while writing leaves a temporary beside the file it was replacing (the
+    // file itself is always whole); clear such leftovers of dead runs.
+    let outputs = [
+        checkpoint::FILE_NAME,
+        "style.safetensors",
+        "inverse.safetensors",
+    ];
+    cyclegan::io::remove_stale_temps(&a.out, |t| outputs.contains(&t));
+    cyclegan::io::remove_stale_temps(&a.out.join("samples"), |t| {
+        t.starts_with("iter_") && t.ends_with(".png")
+    });
     let mut trainer = if a.resume {
         if !ckpt.is_file() {
             return Err(format!(
