@@ -16,6 +16,9 @@
  * - Functions without a handle argument are thread-safe. A loaded cg_model is immutable and
  *   may be used by any number of threads at once; a cg_options handle may be read by
  *   concurrent calls but needs exclusive access while it is being set.
+ * - Using a handle after its `_free` is undefined behaviour. As a safeguard, freed handles
+ *   are poisoned: most such calls return CG_ERR_INVALID_ARGUMENT and a second `_free` is
+ *   ignored, but not every case can be caught.
  * - Enumerations (cg_status, cg_backend, cg_pixel_format) are fixed-width integers with
  *   named values; any other value passed in is rejected with CG_ERR_INVALID_ARGUMENT.
  */
@@ -286,7 +289,9 @@ cg_status cg_options_new(cg_options **out);
 
 /**
  * Releases options created by `cg_options_new`. NULL is a no-op. The handle must not be in
- * use by another call; models loaded with it do not refer to it and stay valid.
+ * use by another call; models loaded with it do not refer to it and stay valid. Using the
+ * handle afterwards is undefined behaviour, though the library recognises most such pointers
+ * (a second `cg_options_free` is ignored, other calls return CG_ERR_INVALID_ARGUMENT).
  */
 void cg_options_free(cg_options *opts);
 
@@ -367,7 +372,8 @@ bool cg_backend_is_available(cg_backend backend);
  * with `cg_model_free`; on failure `*out` is NULL.
  *
  * Returns CG_OK; CG_ERR_INVALID_ARGUMENT if `name_or_path` or `out` is NULL, not UTF-8, or
- * names no shipped style and no file; CG_ERR_IO if the file cannot be read; CG_ERR_FORMAT if
+ * names no shipped style and no file, or if `opts` is not a live options handle; CG_ERR_IO
+ * if the file cannot be read (missing, a folder, unreadable); CG_ERR_FORMAT if
  * it is not a valid style; CG_ERR_UNSUPPORTED for checkpoint features this build cannot read;
  * CG_ERR_BACKEND_UNAVAILABLE if the chosen backend is missing; CG_ERR_COMPUTE if the device
  * fails (e.g. runs out of memory).
@@ -395,7 +401,8 @@ cg_status cg_model_load_from_memory(const uint8_t *data,
 
 /**
  * Releases a model. NULL is a no-op. No other call may be using the model, and it must not be
- * used afterwards.
+ * used afterwards: that is undefined behaviour, though the library recognises most such
+ * pointers (a second `cg_model_free` is ignored, other calls return CG_ERR_INVALID_ARGUMENT).
  */
 void cg_model_free(cg_model *model);
 
@@ -413,8 +420,9 @@ void cg_model_free(cg_model *model);
  * apply (the backend was fixed when the model was loaded). `progress` may be NULL; otherwise
  * it is called with `user_data` as described at `cg_progress_fn`.
  *
- * Returns CG_OK; CG_ERR_INVALID_ARGUMENT if `model`, `src` or `dst` is NULL, an image is
- * malformed (NULL data, zero size, stride too small, unknown format) or the sizes differ;
+ * Returns CG_OK; CG_ERR_INVALID_ARGUMENT if `model`, `src` or `dst` is NULL, `model` or
+ * `opts` is not a live handle (see `cg_model_free`), an image is malformed (NULL data, zero
+ * size, stride too small, a byte span that overflows, unknown format) or the sizes differ;
  * CG_ERR_CANCELLED if `progress` returned false; CG_ERR_COMPUTE if the device fails.
  *
  * Thread-safe: concurrent calls may share one model and one options handle (neither is
@@ -515,12 +523,13 @@ cg_status cg_trainer_run(cg_trainer *trainer,
 cg_status cg_trainer_save_style(const cg_trainer *trainer, const char *path);
 
 /**
- * Iterations completed so far, counting earlier runs of a resumed training; 0 for NULL.
+ * Iterations completed so far, counting earlier runs of a resumed training; 0 for NULL or
+ * a handle that is not live.
  */
 uint64_t cg_trainer_iteration(const cg_trainer *trainer);
 
 /**
- * Iterations in the whole run (its length); 0 for NULL.
+ * Iterations in the whole run (its length); 0 for NULL or a handle that is not live.
  */
 uint64_t cg_trainer_total_iterations(const cg_trainer *trainer);
 
@@ -533,8 +542,10 @@ uint64_t cg_trainer_total_iterations(const cg_trainer *trainer);
 cg_status cg_trainer_last_losses(const cg_trainer *trainer, cg_train_losses *out);
 
 /**
- * Releases a trainer. NULL is a no-op. Nothing is saved: the checkpoint on disk is the one
- * the last `cg_trainer_run` wrote. No other call may be using the trainer.
+ * Releases a trainer. NULL is a no-op; a handle that is not live (most double frees) is
+ * left alone and reported through `cg_last_error_message()`. Nothing is saved: the
+ * checkpoint on disk is the one the last `cg_trainer_run` wrote. No other call may be using
+ * the trainer.
  */
 void cg_trainer_free(cg_trainer *trainer);
 

@@ -321,8 +321,14 @@ fn output_dir(path: &Path) -> Result<(&Path, &std::ffi::OsStr)> {
     Ok((dir, name))
 }
 
+/// The marker between the target's name and the writer's process id in a temporary name:
+/// `.NAME.cyclegan-PID-XXXXXXXX.tmp`. Unmistakably ours, so a later run can recognise
+/// (and remove) a temporary that a killed process left behind.
+const TEMP_MARKER: &str = ".cyclegan-";
+
 /// A name no concurrent writer (thread or process) is likely to pick; `create_new`
-/// catches the rest.
+/// catches the rest. It records the writer's process id so [`remove_stale_temps`] can
+/// tell a dead writer's leftovers from a live writer's work in progress.
 fn temp_name(name: &std::ffi::OsStr) -> OsString {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -330,20 +336,77 @@ fn temp_name(name: &std::ffi::OsStr) -> OsString {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let mix = (nanos as u64)
-        ^ (u64::from(std::process::id()) << 32)
         ^ COUNTER
             .fetch_add(1, Ordering::Relaxed)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut s = OsString::from(".");
     s.push(name);
-    s.push(format!(".{:08x}.tmp", (mix ^ (mix >> 32)) as u32));
+    s.push(format!(
+        "{TEMP_MARKER}{}-{:08x}.tmp",
+        std::process::id(),
+        (mix ^ (mix >> 32)) as u32
+    ));
     s
+}
+
+/// If `file_name` is a temporary of [`write_atomic`], the name of the file it was to
+/// become and the id of the process that wrote it.
+fn parse_temp_name(file_name: &std::ffi::OsStr) -> Option<(&str, u32)> {
+    let rest = file_name
+        .to_str()?
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?;
+    let (target, tail) = rest.rsplit_once(TEMP_MARKER)?;
+    let (pid, hex) = tail.split_once('-')?;
+    let valid_hex = hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    if target.is_empty() || !valid_hex || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    Some((target, pid.parse().ok()?))
+}
+
+/// Whether process `pid` may still be writing. Where the system cannot tell (no `/proc`),
+/// only this process counts as alive.
+fn writer_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc_root = Path::new("/proc");
+    proc_root.join("self").exists() && proc_root.join(pid.to_string()).exists()
+}
+
+/// Removes the temporaries that an interrupted [`write_atomic`] (a crash, a `kill -9`, a
+/// power cut) left in `dir`: only files named like ours (`.NAME.cyclegan-PID-XXXXXXXX.tmp`),
+/// only for targets `NAME` that `is_ours` accepts, and only when process `PID` is gone (on
+/// systems without `/proc`, any process but this one), so that a concurrent writer's file in
+/// progress is left alone. Returns how many were removed; errors are ignored, since a
+/// leftover temporary is harmless clutter.
+pub fn remove_stale_temps(dir: &Path, is_ours: impl Fn(&str) -> bool) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((target, pid)) = parse_temp_name(&name) else {
+            continue;
+        };
+        if !is_ours(target) || writer_alive(pid) {
+            continue;
+        }
+        if entry.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Writes any output file (images, weights) so that `path` either keeps its old content
 /// or gets all of `bytes`, never a partial file: the data goes to a hidden temporary
-/// (`.NAME.XXXXXXXX.tmp`) in the same folder, is synced, and is renamed over `path`. On
-/// error the temporary is removed. The folder must exist.
+/// (`.NAME.cyclegan-PID-XXXXXXXX.tmp`) in the same folder, is synced, and is renamed over
+/// `path`. On error the temporary is removed; one left by a killed process is removed by
+/// [`remove_stale_temps`]. The folder must exist.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let (dir, name) = output_dir(path)?;
     let mut last_err = None;
@@ -997,6 +1060,34 @@ mod tests {
         let a = a.to_string_lossy();
         assert!(a.starts_with(".pic.png.") && a.ends_with(".tmp"), "{a}");
         assert_ne!(a, b.to_string_lossy());
+        assert_eq!(
+            parse_temp_name(std::ffi::OsStr::new(&*a)),
+            Some(("pic.png", std::process::id()))
+        );
+    }
+
+    #[test]
+    fn only_dead_writers_temps_for_our_targets_are_removed() {
+        let dir = TempDir::new("stale");
+        let d = &dir.0;
+        // No process has id u32::MAX - 1 (Linux caps ids far below it).
+        let dead = u32::MAX - 1;
+        let names = [
+            format!(".a.png.cyclegan-{dead}-0123abcd.tmp"), // stale, ours: removed
+            format!(".b.png.cyclegan-{dead}-0123abcd.tmp"), // stale, not asked for: kept
+            format!(".a.png.cyclegan-{}-0123abcd.tmp", std::process::id()), // live: kept
+            ".a.png.0123abcd.tmp".to_string(),              // not our pattern: kept
+            format!(".a.png.cyclegan-{dead}-0123abcz.tmp"), // not hex: kept
+            "a.png".to_string(),
+        ];
+        for n in &names {
+            fs::write(d.join(n), b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temps(d, |t| t == "a.png"), 1);
+        assert!(!d.join(&names[0]).exists());
+        for n in &names[1..] {
+            assert!(d.join(n).exists(), "{n} was removed");
+        }
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! The Rust API: load a [`Model`] (a shipped style name or a weights file), then
 //! [`stylize`] [`Pixels`] with [`StylizeOptions`]. The C ABI in [`capi`] wraps exactly this.
 
+// Every `unsafe` block says why it is sound (SECURITY.md); clippy enforces it.
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod capi;
 pub mod device;
 pub mod error;

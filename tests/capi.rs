@@ -215,6 +215,25 @@ fn c_trains_and_resumes() {
 }
 
 #[test]
+fn c_stress_eight_threads_share_one_model() {
+    let exe = build("test_stress.c", "capi");
+    run(&exe, &[&small_model()], false);
+}
+
+#[test]
+fn c_abuse_matrix_gives_documented_statuses() {
+    let exe = build("test_abuse.c", "capi");
+    run(
+        &exe,
+        &[
+            &small_model(),
+            &scratch_dir("capi-abuse").display().to_string(),
+        ],
+        false,
+    );
+}
+
+#[test]
 fn cxx_uses_the_header() {
     let exe = build("header_cxx.cpp", "capi");
     run(&exe, &[&small_model()], false);
@@ -263,6 +282,21 @@ fn c_tests_under_valgrind() {
     run(
         &build("test_threads.c", "capi-vg"),
         &[&model, "--quick"],
+        true,
+    );
+    run(
+        &build("test_stress.c", "capi-vg"),
+        &[&model, "--quick"],
+        true,
+    );
+    // --no-freed: the use-after-free safeguard reads freed memory on purpose.
+    run(
+        &build("test_abuse.c", "capi-vg"),
+        &[
+            &model,
+            &scratch_dir("capi-abuse-vg").display().to_string(),
+            "--no-freed",
+        ],
         true,
     );
 }

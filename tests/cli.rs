@@ -373,6 +373,76 @@ fn bad_weights_fail_with_a_named_error() {
     assert!(!output.exists());
 }
 
+/// Every kind of damaged weights file, in both formats: a one-line error naming the file
+/// (and the tensor, where one is at fault), no panic, no output.
+#[test]
+fn damaged_weights_fail_with_clear_errors() {
+    let t = TempDir::new("cli-damaged");
+    let input = t.join("in.png");
+    gradient_rgb(16, 16).save(&input).unwrap();
+    let output = t.join("out.png");
+    let check = |name: &str, bytes: &[u8], needles: &[&str]| {
+        let path = t.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = cyclegan(&["stylize", s(&input), "--model", s(&path), "-o", s(&output)]);
+        assert_error(&out, name);
+        for n in needles {
+            assert_error(&out, n);
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{name}: {}", err.trim());
+        assert!(!err.contains("panic"), "{name}: {err}");
+        assert!(!output.exists(), "{name}");
+    };
+    let w = cyclegan::weights::Weights::read(&fixture("el_ngf8_b9.safetensors")).unwrap();
+    let with = |key: &str, t: Tensor| {
+        let mut tensors = w.tensors.clone();
+        tensors.insert(key.into(), t);
+        cyclegan::weights::to_safetensors_bytes(&tensors, &Default::default()).unwrap()
+    };
+    let key = "model.12.block.1.weight";
+    let shape = w.tensors[key].dims().to_vec();
+
+    // Zero-length files, whatever their extension.
+    check("empty.safetensors", b"", &["empty"]);
+    check("empty.pth", b"", &["empty"]);
+    // Header lengths: far too large, larger than the file, and one that overflows.
+    let mut huge = (1u64 << 40).to_le_bytes().to_vec();
+    huge.extend_from_slice(b"{}      ");
+    check("huge_header.safetensors", &huge, &["safetensors"]);
+    let mut beyond = 1000u64.to_le_bytes().to_vec();
+    beyond.extend_from_slice(br#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#);
+    check("short_header.safetensors", &beyond, &["safetensors"]);
+    let mut wrap = (u64::MAX - 3).to_le_bytes().to_vec();
+    wrap.extend_from_slice(b"{}");
+    check("wrapping_header.safetensors", &wrap, &["safetensors"]);
+    // Integer weights.
+    let ints = Tensor::zeros(shape.as_slice(), DType::I64, &Device::Cpu).unwrap();
+    check("int.safetensors", &with(key, ints), &[key, "dtype"]);
+    // NaN and infinite weights: refused at load, naming the tensor.
+    let nan = Tensor::full(f32::NAN, shape.as_slice(), &Device::Cpu).unwrap();
+    check("nan.safetensors", &with(key, nan), &[key, "NaN"]);
+    let inf = Tensor::full(f32::INFINITY, shape.as_slice(), &Device::Cpu).unwrap();
+    check("inf.safetensors", &with(key, inf), &[key, "infinite"]);
+    // The same in a (legacy-format) .pth: its last four bytes are the last float of the last
+    // storage.
+    let legacy = std::fs::read(fixture("jz_ngf8_b9_legacy.pth")).unwrap();
+    let mut nan_pth = legacy.clone();
+    let n = nan_pth.len();
+    nan_pth[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    check("nan.pth", &nan_pth, &["NaN", "tensor model."]);
+    // Every storage declared as 16-bit integers instead of floats.
+    let at = legacy
+        .windows(12)
+        .position(|w| w == b"FloatStorage")
+        .unwrap();
+    let mut short_pth = legacy.clone();
+    short_pth[at..at + 12].copy_from_slice(b"ShortStorage");
+    check("short.pth", &short_pth, &[]);
+    // A .pth cut anywhere in its data.
+    check("cut.pth", &legacy[..legacy.len() * 2 / 3], &[]);
+}
+
 #[test]
 fn import_and_info() {
     let t = TempDir::new("cli-import");

@@ -167,6 +167,25 @@ fn plan_jobs(inputs: &[PathBuf], output: &Path) -> Result<Vec<(PathBuf, PathBuf)
         .collect()
 }
 
+/// Removes the temporary files that an earlier run killed mid-write (`kill -9`, a crash)
+/// left beside this run's outputs; only names of our own pattern for files this run
+/// writes, and only when the process that wrote them is gone.
+fn remove_stale_temps(jobs: &[(PathBuf, PathBuf)]) {
+    let mut by_dir: BTreeMap<PathBuf, std::collections::HashSet<String>> = BTreeMap::new();
+    for (_, out) in jobs {
+        let dir = match out.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Some(name) = out.file_name().and_then(|n| n.to_str()) {
+            by_dir.entry(dir).or_default().insert(name.to_owned());
+        }
+    }
+    for (dir, names) in by_dir {
+        cyclegan::io::remove_stale_temps(&dir, |target| names.contains(target));
+    }
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(x), Ok(y)) => x == y,
@@ -197,6 +216,7 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         ..DecodeLimits::default()
     };
     let jobs = plan_jobs(&a.inputs, &a.output)?;
+    remove_stale_temps(&jobs);
     let backend = Backend::parse(&a.device).map_err(|e| e.to_string())?;
     let model = match &a.model {
         Some(p) => Model::load(&p.to_string_lossy(), backend),

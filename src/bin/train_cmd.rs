@@ -92,6 +92,17 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
         return Err("--checkpoint-every must be at least 1".into());
     }
     let ckpt = a.out.join(checkpoint::FILE_NAME);
+    // A run killed while writing leaves a temporary beside the file it was replacing (the
+    // file itself is always whole); clear such leftovers of dead runs.
+    let outputs = [
+        checkpoint::FILE_NAME,
+        "style.safetensors",
+        "inverse.safetensors",
+    ];
+    cyclegan::io::remove_stale_temps(&a.out, |t| outputs.contains(&t));
+    cyclegan::io::remove_stale_temps(&a.out.join("samples"), |t| {
+        t.starts_with("iter_") && t.ends_with(".png")
+    });
     // The library refuses these too; checked here first to name the flag.
     if a.resume && !ckpt.is_file() {
         return Err(format!(

@@ -13,8 +13,11 @@
 //! - Out-params are set to NULL on entry and written only on success.
 //!
 //! Adding a function: put it in the file named for its
-//! noun, wrap the body in [`ffi_status`], take handles with [`non_null`] and out-params with
-//! [`clear_out`], document statuses and ownership, then run `scripts/check-header.sh --update`.
+//! noun, wrap the body in [`ffi_status`], take caller structs with [`non_null`] and out-params
+//! with [`clear_out`], document statuses and ownership, then run
+//! `scripts/check-header.sh --update`. A new opaque handle type gets a `tag: u64` field and
+//! implements [`Handle`]: create it with [`new_handle`], borrow it with [`live`] or
+//! [`live_mut`] and release it with [`free_handle`], so a freed handle is caught in most cases.
 // C names (`cg_status`) are the ABI. The exported functions take raw pointers without being
 // `unsafe fn`: their callers are C code, for which `unsafe` means nothing, and each pointer's
 // contract is stated in the header; Rust code uses the Rust API instead.
@@ -105,6 +108,116 @@ pub(crate) unsafe fn clear_out<'a, T>(out: *mut *mut T, what: &str) -> Result<&'
         .ok_or_else(|| Error::InvalidArgument(format!("{what} (the out-param) is NULL")))?;
     *out = std::ptr::null_mut();
     Ok(out)
+}
+
+/// An opaque handle type whose allocation starts life with a tag, so that a pointer that is
+/// not a live handle of this type (freed already, or something else entirely) is recognised
+/// in most cases instead of being used.
+///
+/// Using a freed handle is undefined behaviour for the caller, and no check can catch every
+/// case (the memory may already hold a new handle of the same type); the tag turns the common
+/// mistakes (a double free, a call after `_free`, a `cg_options *` passed as a `cg_model *`)
+/// into `CG_ERR_INVALID_ARGUMENT` rather than heap corruption.
+pub(crate) trait Handle: Sized {
+    /// The tag of a live handle: eight ASCII bytes naming the type.
+    const TAG: u64;
+    /// The C type's name, for messages.
+    const NAME: &'static str;
+
+    /// The address of the tag field of `*ptr`.
+    ///
+    /// # Safety
+    /// `ptr` must be non-NULL and point into an allocation at least as large as `Self`.
+    unsafe fn tag_field(ptr: *mut Self) -> *mut u64;
+}
+
+/// The tag `free_handle` writes over a handle's tag before its memory is released.
+const FREED_TAG: u64 = u64::from_le_bytes(*b"cg:freed");
+
+/// Checks the tag of a non-NULL handle pointer.
+///
+/// # Safety
+/// `ptr` must be non-NULL and point to readable memory the size of `T` (a live handle, or
+/// per the caller's contract one it still holds).
+unsafe fn check_tag<T: Handle>(ptr: *mut T, what: &str) -> Result<()> {
+    // SAFETY: guaranteed by the caller. The volatile read keeps the compiler from assuming
+    // anything about the value (a live handle always holds `T::TAG`).
+    let tag = unsafe { std::ptr::read_volatile(T::tag_field(ptr)) };
+    if tag == T::TAG {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "{what} is not a live {} handle: {}",
+        T::NAME,
+        if tag == FREED_TAG {
+            "it was freed already"
+        } else {
+            "it was freed already or never came from the library"
+        }
+    )))
+}
+
+/// Borrows a handle that may be NULL (NULL gives `None`), checking its tag.
+///
+/// # Safety
+/// `ptr` must be NULL or a pointer the library returned as a `T` handle that no other thread
+/// modifies during the borrow `'a`.
+pub(crate) unsafe fn live<'a, T: Handle>(ptr: *const T, what: &str) -> Result<Option<&'a T>> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL and per the contract a handle; the tag check comes before any
+    // reference to the object exists.
+    unsafe { check_tag(ptr.cast_mut(), what) }?;
+    // SAFETY: a live handle of type `T`, unmodified during 'a, per the contract.
+    Ok(Some(unsafe { &*ptr }))
+}
+
+/// Borrows a handle mutably (NULL gives `None`), checking its tag.
+///
+/// # Safety
+/// `ptr` must be NULL or a pointer the library returned as a `T` handle, used by no other
+/// thread during the borrow `'a`.
+pub(crate) unsafe fn live_mut<'a, T: Handle>(ptr: *mut T, what: &str) -> Result<Option<&'a mut T>> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL and per the contract a handle; checked before any reference exists.
+    unsafe { check_tag(ptr, what) }?;
+    // SAFETY: a live handle of type `T`, used only by this call during 'a, per the contract.
+    Ok(Some(unsafe { &mut *ptr }))
+}
+
+/// Moves a new handle to the heap with its tag set; the caller owns the pointer.
+pub(crate) fn new_handle<T: Handle>(value: T) -> *mut T {
+    let ptr = Box::into_raw(Box::new(value));
+    // SAFETY: `ptr` is a fresh, valid, exclusively owned allocation of a `T`.
+    unsafe { T::tag_field(ptr).write(T::TAG) };
+    ptr
+}
+
+/// Releases a handle from [`new_handle`]: NULL is a no-op, a pointer whose tag is not live
+/// (most double frees) is left alone and reported through the thread's last error message,
+/// and a live handle has its tag poisoned before its memory is released.
+///
+/// # Safety
+/// `ptr` must be NULL or a pointer the library returned as a `T` handle, which the caller
+/// gives up here and no other call is using.
+pub(crate) unsafe fn free_handle<T: Handle>(ptr: *mut T, what: &str) {
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: non-NULL and per the contract a handle.
+    if let Err(e) = unsafe { check_tag(ptr, what) } {
+        status::set_last_error(&e.to_string());
+        return;
+    }
+    // SAFETY: a live handle from `new_handle` (so from `Box::into_raw`) that the caller
+    // gives up. The volatile write is not removed as a dead store before the free.
+    unsafe {
+        std::ptr::write_volatile(T::tag_field(ptr), FREED_TAG);
+        drop(Box::from_raw(ptr));
+    }
 }
 
 #[cfg(test)]

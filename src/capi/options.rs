@@ -6,7 +6,9 @@ use crate::error::{Error, Result};
 use crate::stylize::{Scale, StylizeOptions};
 
 use super::pool::ThreadLimit;
-use super::{clear_out, ffi, ffi_status, status::cg_status};
+use super::{
+    clear_out, ffi, ffi_status, free_handle, live_mut, new_handle, status::cg_status, Handle,
+};
 
 /// A compute backend: one of the `CG_BACKEND_*` values.
 pub type cg_backend = u32;
@@ -39,6 +41,8 @@ pub(crate) fn backend_from(b: cg_backend) -> Result<Backend> {
 /// Settings for loading and stylizing. Create with `cg_options_new`, free with
 /// `cg_options_free`.
 pub struct cg_options {
+    /// [`Handle::TAG`] while the handle is live.
+    tag: u64,
     pub(crate) backend: Backend,
     pub(crate) stylize: StylizeOptions,
     pub(crate) threads: ThreadLimit,
@@ -47,10 +51,22 @@ pub struct cg_options {
 impl Default for cg_options {
     fn default() -> Self {
         Self {
+            tag: 0,
             backend: Backend::Auto,
             stylize: StylizeOptions::default(),
             threads: ThreadLimit::default(),
         }
+    }
+}
+
+impl Handle for cg_options {
+    const TAG: u64 = u64::from_le_bytes(*b"cg:opts!");
+    const NAME: &'static str = "cg_options";
+
+    unsafe fn tag_field(ptr: *mut Self) -> *mut u64 {
+        // SAFETY: the caller guarantees `ptr` points into a large enough allocation; no
+        // reference is created.
+        unsafe { std::ptr::addr_of_mut!((*ptr).tag) }
     }
 }
 
@@ -81,8 +97,9 @@ impl cg_options {
 /// # Safety
 /// `opts` must be NULL or a live handle from `cg_options_new` not used by another thread.
 unsafe fn options_mut<'a>(opts: *mut cg_options) -> Result<&'a mut cg_options> {
-    // SAFETY: the caller guarantees `opts` is NULL or a live, exclusively used handle.
-    unsafe { opts.as_mut() }.ok_or_else(|| Error::InvalidArgument("options is NULL".into()))
+    // SAFETY: the caller guarantees `opts` is NULL or an exclusively used handle.
+    unsafe { live_mut(opts, "options") }?
+        .ok_or_else(|| Error::InvalidArgument("options is NULL".into()))
 }
 
 /// Creates options with the defaults: backend auto, threads 0 (all cores), strength 1,
@@ -98,21 +115,21 @@ pub extern "C" fn cg_options_new(out: *mut *mut cg_options) -> cg_status {
     ffi_status(|| {
         // SAFETY: `out` is NULL or points to a writable pointer, per the documented contract.
         let out = unsafe { clear_out(out, "out") }?;
-        *out = Box::into_raw(Box::default());
+        *out = new_handle(cg_options::default());
         Ok(())
     })
 }
 
 /// Releases options created by `cg_options_new`. NULL is a no-op. The handle must not be in
-/// use by another call; models loaded with it do not refer to it and stay valid.
+/// use by another call; models loaded with it do not refer to it and stay valid. Using the
+/// handle afterwards is undefined behaviour, though the library recognises most such pointers
+/// (a second `cg_options_free` is ignored, other calls return CG_ERR_INVALID_ARGUMENT).
 #[no_mangle]
 pub extern "C" fn cg_options_free(opts: *mut cg_options) {
     ffi((), || {
-        if !opts.is_null() {
-            // SAFETY: a non-NULL `opts` came from `Box::into_raw` in `cg_options_new` and the
-            // caller gives up ownership here.
-            drop(unsafe { Box::from_raw(opts) });
-        }
+        // SAFETY: `opts` is NULL or a handle from `cg_options_new` that the caller gives up
+        // here, with no call still using it, per the documented contract.
+        unsafe { free_handle(opts, "options") }
     })
 }
 

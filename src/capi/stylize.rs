@@ -6,9 +6,9 @@ use crate::error::Error;
 use crate::stylize::stylize;
 
 use super::image::{cg_image, ImageView};
-use super::model::cg_model;
+use super::model::{cg_model, model_ref};
 use super::options::cg_options;
-use super::{ffi_status, non_null, status::cg_status};
+use super::{ffi_status, live, non_null, status::cg_status};
 
 /// Progress callback: receives `user_data` as given to `cg_model_stylize` and the fraction
 /// done, increasing over the call and ending at 1. Return true to continue, false to cancel.
@@ -30,8 +30,9 @@ pub type cg_progress_fn =
 /// apply (the backend was fixed when the model was loaded). `progress` may be NULL; otherwise
 /// it is called with `user_data` as described at `cg_progress_fn`.
 ///
-/// Returns CG_OK; CG_ERR_INVALID_ARGUMENT if `model`, `src` or `dst` is NULL, an image is
-/// malformed (NULL data, zero size, stride too small, unknown format) or the sizes differ;
+/// Returns CG_OK; CG_ERR_INVALID_ARGUMENT if `model`, `src` or `dst` is NULL, `model` or
+/// `opts` is not a live handle (see `cg_model_free`), an image is malformed (NULL data, zero
+/// size, stride too small, a byte span that overflows, unknown format) or the sizes differ;
 /// CG_ERR_CANCELLED if `progress` returned false; CG_ERR_COMPUTE if the device fails.
 ///
 /// Thread-safe: concurrent calls may share one model and one options handle (neither is
@@ -51,14 +52,14 @@ pub extern "C" fn cg_model_stylize(
         // nothing modifies the model, the options or the two image descriptions meanwhile.
         let (model, src, dst) = unsafe {
             (
-                &non_null(model, "model")?.model,
+                model_ref(model)?,
                 non_null(src, "src")?,
                 non_null(dst.cast_const(), "dst")?,
             )
         };
         let default_opts;
         // SAFETY: as above.
-        let opts = match unsafe { opts.as_ref() } {
+        let opts = match unsafe { live(opts, "opts") }? {
             Some(o) => o,
             None => {
                 default_opts = cg_options::default();

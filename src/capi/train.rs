@@ -11,10 +11,14 @@ use crate::train::{RunSettings, RunSummary, StepLosses, Trainer};
 use super::options::cg_options;
 use super::pool::ThreadLimit;
 use super::stylize::cg_progress_fn;
-use super::{clear_out, ffi, ffi_status, non_null, status::cg_status};
+use super::{
+    clear_out, ffi, ffi_status, free_handle, live, live_mut, new_handle, status::cg_status, Handle,
+};
 
 /// A training run. Create with `cg_trainer_new`, free with `cg_trainer_free`.
 pub struct cg_trainer {
+    /// [`Handle::TAG`] while the handle is live.
+    tag: u64,
     trainer: Trainer,
     settings: RunSettings,
     threads: ThreadLimit,
@@ -22,6 +26,26 @@ pub struct cg_trainer {
     /// Set while a run is in progress and left set if it failed: the networks may then be
     /// half-way through an update, so further runs and exports are refused.
     broken: Option<String>,
+}
+
+impl Handle for cg_trainer {
+    const TAG: u64 = u64::from_le_bytes(*b"cg:train");
+    const NAME: &'static str = "cg_trainer";
+
+    unsafe fn tag_field(ptr: *mut Self) -> *mut u64 {
+        // SAFETY: the caller guarantees `ptr` points into a large enough allocation; no
+        // reference is created.
+        unsafe { std::ptr::addr_of_mut!((*ptr).tag) }
+    }
+}
+
+/// Borrows a trainer argument that must not be NULL.
+///
+/// # Safety
+/// `ptr` must be NULL or a handle from `cg_trainer_new` that no call modifies during `'a`.
+unsafe fn trainer_ref<'a>(ptr: *const cg_trainer) -> Result<&'a cg_trainer> {
+    // SAFETY: guaranteed by the caller.
+    unsafe { live(ptr, "trainer") }?.ok_or_else(|| Error::InvalidArgument("trainer is NULL".into()))
 }
 
 /// The losses of the latest training iteration, named as the seed logs them.
@@ -138,19 +162,20 @@ pub extern "C" fn cg_trainer_new(
         let out = unsafe { clear_out(out, "out") }?;
         // SAFETY: NULL or a NUL-terminated string alive for the call, per the contract.
         let json = unsafe { utf8_arg(config_json, "config_json") }?;
-        // SAFETY: `opts` is NULL or a live handle no thread modifies during the call.
-        let opts = unsafe { opts.as_ref() };
+        // SAFETY: `opts` is NULL or a handle no thread modifies during the call.
+        let opts = unsafe { live(opts, "opts") }?;
         let settings = RunSettings::from_json(json)?;
         let backend = opts.map_or(crate::device::Backend::Auto, |o| o.backend);
         let threads = ThreadLimit::new(opts.map_or(0, |o| o.threads.threads()));
         let trainer = settings.open(backend)?;
-        *out = Box::into_raw(Box::new(cg_trainer {
+        *out = new_handle(cg_trainer {
+            tag: 0,
             trainer,
             settings,
             threads,
             last: None,
             broken: None,
-        }));
+        });
         Ok(())
     })
 }
@@ -182,8 +207,8 @@ pub extern "C" fn cg_trainer_run(
     user_data: *mut c_void,
 ) -> cg_status {
     ffi_status(|| {
-        // SAFETY: NULL or a live handle used by no other call, per the documented contract.
-        let t = unsafe { trainer.as_mut() }
+        // SAFETY: NULL or a handle used by no other call, per the documented contract.
+        let t = unsafe { live_mut(trainer, "trainer") }?
             .ok_or_else(|| Error::InvalidArgument("trainer is NULL".into()))?;
         t.usable()?;
         // Marked before and cleared after, so that a panic or error half-way through an
@@ -229,8 +254,8 @@ pub extern "C" fn cg_trainer_save_style(
     path: *const c_char,
 ) -> cg_status {
     ffi_status(|| {
-        // SAFETY: NULL or a live handle no call modifies meanwhile, per the contract.
-        let t = unsafe { non_null(trainer, "trainer") }?;
+        // SAFETY: NULL or a handle no call modifies meanwhile, per the contract.
+        let t = unsafe { trainer_ref(trainer) }?;
         // SAFETY: NULL or a NUL-terminated string alive for the call, per the contract.
         let path = unsafe { utf8_arg(path, "path") }?;
         t.usable()?;
@@ -238,21 +263,22 @@ pub extern "C" fn cg_trainer_save_style(
     })
 }
 
-/// Iterations completed so far, counting earlier runs of a resumed training; 0 for NULL.
+/// Iterations completed so far, counting earlier runs of a resumed training; 0 for NULL or
+/// a handle that is not live.
 #[no_mangle]
 pub extern "C" fn cg_trainer_iteration(trainer: *const cg_trainer) -> u64 {
-    // SAFETY: NULL or a live handle no call modifies meanwhile, per the contract.
     ffi(0, || {
-        unsafe { trainer.as_ref() }.map_or(0, |t| t.trainer.iteration())
+        // SAFETY: NULL or a handle no call modifies meanwhile, per the contract.
+        unsafe { trainer_ref(trainer) }.map_or(0, |t| t.trainer.iteration())
     })
 }
 
-/// Iterations in the whole run (its length); 0 for NULL.
+/// Iterations in the whole run (its length); 0 for NULL or a handle that is not live.
 #[no_mangle]
 pub extern "C" fn cg_trainer_total_iterations(trainer: *const cg_trainer) -> u64 {
-    // SAFETY: NULL or a live handle no call modifies meanwhile, per the contract.
     ffi(0, || {
-        unsafe { trainer.as_ref() }.map_or(0, |t| t.trainer.total_iterations())
+        // SAFETY: NULL or a handle no call modifies meanwhile, per the contract.
+        unsafe { trainer_ref(trainer) }.map_or(0, |t| t.trainer.total_iterations())
     })
 }
 
@@ -266,8 +292,8 @@ pub extern "C" fn cg_trainer_last_losses(
     out: *mut cg_train_losses,
 ) -> cg_status {
     ffi_status(|| {
-        // SAFETY: NULL or a live handle no call modifies meanwhile, per the contract.
-        let t = unsafe { non_null(trainer, "trainer") }?;
+        // SAFETY: NULL or a handle no call modifies meanwhile, per the contract.
+        let t = unsafe { trainer_ref(trainer) }?;
         // SAFETY: NULL or writable storage for one `cg_train_losses`, per the contract.
         let out =
             unsafe { out.as_mut() }.ok_or_else(|| Error::InvalidArgument("out is NULL".into()))?;
@@ -286,15 +312,15 @@ pub extern "C" fn cg_trainer_last_losses(
     })
 }
 
-/// Releases a trainer. NULL is a no-op. Nothing is saved: the checkpoint on disk is the one
-/// the last `cg_trainer_run` wrote. No other call may be using the trainer.
+/// Releases a trainer. NULL is a no-op; a handle that is not live (most double frees) is
+/// left alone and reported through `cg_last_error_message()`. Nothing is saved: the
+/// checkpoint on disk is the one the last `cg_trainer_run` wrote. No other call may be using
+/// the trainer.
 #[no_mangle]
 pub extern "C" fn cg_trainer_free(trainer: *mut cg_trainer) {
     ffi((), || {
-        if !trainer.is_null() {
-            // SAFETY: a non-NULL `trainer` came from `Box::into_raw` in `cg_trainer_new` and
-            // the caller gives up ownership here, with no call still using it.
-            drop(unsafe { Box::from_raw(trainer) });
-        }
+        // SAFETY: NULL or a handle from `cg_trainer_new` that the caller gives up here, with
+        // no call still using it.
+        unsafe { free_handle(trainer, "trainer") }
     })
 }
