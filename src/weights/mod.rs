@@ -206,12 +206,7 @@ impl Weights {
     /// NaN or infinite weights turn every output pixel into garbage; refuse them up front.
     fn check_finite(&self, prefix: &str) -> Result<()> {
         for (k, t) in self.tensors.iter().filter(|(k, _)| k.starts_with(prefix)) {
-            let sum = t
-                .to_dtype(DType::F32)?
-                .abs()?
-                .sum_all()?
-                .to_scalar::<f32>()?;
-            if !sum.is_finite() {
+            if !all_finite(t)? {
                 return Err(Error::format_mem(format!(
                     "tensor {k} holds NaN or infinite values"
                 )));
@@ -302,6 +297,32 @@ pub fn save_style(
         .collect::<Result<HashMap<_, _>>>()?;
     let bytes = to_safetensors_bytes(&converted, &metadata)?;
     crate::io::write_atomic(path, &bytes)
+}
+
+/// Whether every value of `t` is finite. Reads f16 and f32 CPU tensors in place (this runs
+/// on every model load); other tensors through a conversion.
+fn all_finite(t: &Tensor) -> Result<bool> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    if let candle_core::Storage::Cpu(cpu) = &*storage {
+        let span = layout.start_offset()..layout.start_offset() + t.elem_count();
+        match t.dtype() {
+            DType::F16 => {
+                return Ok(cpu.as_slice::<half::f16>()?[span]
+                    .iter()
+                    .all(|v| v.is_finite()))
+            }
+            DType::F32 => return Ok(cpu.as_slice::<f32>()?[span].iter().all(|v| v.is_finite())),
+            _ => {}
+        }
+    }
+    drop(storage);
+    let sum = t
+        .to_dtype(DType::F32)?
+        .abs()?
+        .sum_all()?
+        .to_scalar::<f32>()?;
+    Ok(sum.is_finite())
 }
 
 /// One generator's weights as stored, ready to build on any device and in any dtype: what

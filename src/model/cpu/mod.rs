@@ -11,6 +11,7 @@
 //!
 //! Training and GPU inference stay on candle; this path only runs forward passes on the CPU.
 
+mod buffer;
 mod matmul;
 mod planes;
 mod winograd;
@@ -48,12 +49,11 @@ struct Packed {
 
 impl Packed {
     fn new(conv: &Conv) -> Result<Self> {
-        let wt = conv.weight().to_dtype(DType::F32)?;
+        let wt = conv.weight();
         let (d0, d1, k, k2) = wt.dims4()?;
         if k != k2 {
             candle_core::bail!("non-square kernel {k}x{k2}");
         }
-        let src: Vec<f32> = wt.flatten_all()?.to_vec1()?;
         let bias: Vec<f32> = conv.bias().to_dtype(DType::F32)?.to_vec1()?;
         let (stride, cin, cout, transposed) = match conv.kind() {
             ConvKind::Forward { stride, .. } => (stride, d1, d0, false),
@@ -61,20 +61,38 @@ impl Packed {
             // dilated with zeros, with the kernel flipped and its channel axes swapped.
             ConvKind::Transposed => (1, d0, d1, true),
         };
-        let mut w = Vec::with_capacity(k * k * cin * cout);
+        // Read in place (f16 for the shipped styles) and convert while reordering: one pass
+        // and no intermediate copies, since loading is part of start-up.
+        let wt = match wt.dtype() {
+            DType::F16 | DType::F32 => wt.contiguous()?,
+            _ => wt.to_dtype(DType::F32)?.contiguous()?,
+        };
+        let (storage, layout) = wt.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            candle_core::bail!("the CPU path packs weights that live on the CPU");
+        };
+        let span = layout.start_offset()..layout.start_offset() + wt.elem_count();
+        let src = match wt.dtype() {
+            DType::F16 => Source::F16(&cpu.as_slice::<half::f16>()?[span]),
+            _ => Source::F32(&cpu.as_slice::<f32>()?[span]),
+        };
+        let mut w = buffer::zeroed(k * k * cin * cout);
+        let mut i = 0;
         for dy in 0..k {
             for dx in 0..k {
                 for ci in 0..cin {
-                    w.extend((0..cout).map(|co| {
-                        if transposed {
-                            src[((ci * cout + co) * k + (k - 1 - dy)) * k + (k - 1 - dx)]
+                    for co in 0..cout {
+                        w[i] = src.at(if transposed {
+                            ((ci * cout + co) * k + (k - 1 - dy)) * k + (k - 1 - dx)
                         } else {
-                            src[((co * cin + ci) * k + dy) * k + dx]
-                        }
-                    }));
+                            ((co * cin + ci) * k + dy) * k + dx
+                        });
+                        i += 1;
+                    }
                 }
             }
         }
+        drop(storage);
         let wino =
             (k == 3 && stride == 1).then(|| winograd::Transformed::new(WINOGRAD, &w, cin, cout));
         if wino.is_some() {
@@ -89,6 +107,21 @@ impl Packed {
             bias,
             wino,
         })
+    }
+}
+
+/// Stored weights, read as f32.
+enum Source<'a> {
+    F16(&'a [half::f16]),
+    F32(&'a [f32]),
+}
+
+impl Source<'_> {
+    fn at(&self, i: usize) -> f32 {
+        match self {
+            Source::F16(v) => v[i].to_f32(),
+            Source::F32(v) => v[i],
+        }
     }
 }
 
@@ -366,9 +399,7 @@ fn conv_direct(
         c: n,
     };
     let m = shape.ho * shape.wv;
-    if y.len() < m * n {
-        y.resize(m * n, 0.0);
-    }
+    buffer::grow(y, m * n);
     let kk = k * c;
     let band_rows = BAND_ROWS.div_ceil(shape.wv);
     let partials: Vec<Option<MeasuredSums>> = y[..m * n]

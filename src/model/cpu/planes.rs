@@ -34,8 +34,7 @@ impl Planes {
     pub fn reset(&mut self, h: usize, w: usize, c: usize, pad: usize) {
         (self.h, self.w, self.c, self.pad) = (h, w, c, pad);
         let n = (self.hp() * self.wp() + SLACK_PIXELS) * c;
-        self.data.clear();
-        self.data.resize(n, 0.0);
+        super::buffer::reset(&mut self.data, n);
     }
 
     /// The `w * c` interior values of row `r`.

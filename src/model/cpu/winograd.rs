@@ -120,7 +120,7 @@ impl Transformed {
         let pairs = cin * cout;
         assert_eq!(w.len(), 9 * pairs);
         let g: Vec<f32> = v.g.iter().map(|&x| x as f32).collect();
-        let mut u = vec![0f32; a * a * pairs];
+        let mut u = super::buffer::zeroed(a * a * pairs);
         let mut half = vec![0f32; a * 3 * BLOCK]; // half[xa][dx][p] = Σ_dy G[xa][dy] g[dy][dx]
         for p0 in (0..pairs).step_by(BLOCK) {
             let len = BLOCK.min(pairs - p0);
@@ -200,9 +200,7 @@ pub(super) fn conv(
     };
     let (th, tw) = (ho.div_ceil(m), wo.div_ceil(m));
     let rows = th * m;
-    if y.len() < rows * wo * n {
-        y.resize(rows * wo * n, 0.0);
-    }
+    super::buffer::grow(y, rows * wo * n);
     let partials: Vec<Option<MeasuredSums>> = y[..rows * wo * n]
         .par_chunks_mut(m * wo * n)
         .enumerate()
