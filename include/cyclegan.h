@@ -459,7 +459,9 @@ const char *cg_style_label(size_t index);
  * Opens a training run described by `config_json`, a JSON object whose keys are the long
  * options of `cyclegan train` with `_` for `-`:
  *
- *     {"content": "photos/", "style": "paintings/", "out": "run/", "iterations": 20000}
+ * ```json
+ * {"content": "photos/", "style": "paintings/", "out": "run/", "iterations": 20000}
+ * ```
  *
  * `out` (required) is the folder that receives `checkpoint.safetensors`; `content`, `style`
  * and a length (`epochs` or `iterations`, the total to reach) are required for a new run.
