@@ -67,6 +67,19 @@ pub struct cg_train_losses {
     pub d_b: f64,
 }
 
+impl From<StepLosses> for cg_train_losses {
+    fn from(l: StepLosses) -> Self {
+        Self {
+            g: l.g,
+            gan: l.gan,
+            cycle: l.cycle,
+            identity: l.identity,
+            d_a: l.d_a,
+            d_b: l.d_b,
+        }
+    }
+}
+
 /// A NUL-terminated UTF-8 argument as `&str`.
 ///
 /// # Safety
@@ -91,40 +104,42 @@ impl cg_trainer {
             None => Ok(()),
         }
     }
+}
 
-    /// Up to `iterations` more iterations, with a checkpoint at every multiple of the
-    /// interval and at the end, whether the run finished, was cancelled or reached `iterations`.
-    fn run(&mut self, iterations: u64, report: &mut dyn FnMut(f32) -> bool) -> Result<RunSummary> {
-        let every = self.settings.checkpoint_every;
-        let ckpt = self.settings.checkpoint_path();
-        let mut done = 0;
-        let mut cancelled = false;
-        let mut saved = true;
-        while done < iterations && !self.trainer.is_finished() && !cancelled {
-            let it = self.trainer.iteration();
-            let chunk = (every - it % every).min(iterations - done);
-            let mut last = self.last;
-            let s = self.trainer.run(chunk, &mut |p| {
-                last = Some(p.losses);
-                report(p.iteration as f32 / p.total.max(1) as f32)
-            })?;
-            self.last = last;
-            done += s.iterations;
-            cancelled = s.cancelled;
-            saved = self.trainer.iteration() % every == 0;
-            if saved {
-                self.trainer.save_checkpoint(&ckpt)?;
-            }
+/// Up to `iterations` more iterations, with a checkpoint at every multiple of the interval
+/// and at the end, whether the run finished, was cancelled or reached `iterations`; `last`
+/// receives each iteration's losses.
+fn train_for(
+    trainer: &mut Trainer,
+    settings: &RunSettings,
+    last: &mut Option<StepLosses>,
+    iterations: u64,
+    report: &mut dyn FnMut(f32) -> bool,
+) -> Result<RunSummary> {
+    let every = settings.checkpoint_every;
+    let ckpt = settings.checkpoint_path();
+    let mut done = 0;
+    let mut cancelled = false;
+    while done < iterations && !trainer.is_finished() && !cancelled {
+        let chunk = (every - trainer.iteration() % every).min(iterations - done);
+        let s = trainer.run(chunk, &mut |p| {
+            *last = Some(p.losses);
+            report(p.iteration as f32 / p.total.max(1) as f32)
+        })?;
+        done += s.iterations;
+        cancelled = s.cancelled;
+        if trainer.iteration() % every == 0 {
+            trainer.save_checkpoint(&ckpt)?;
         }
-        if !saved {
-            self.trainer.save_checkpoint(&ckpt)?;
-        }
-        Ok(RunSummary {
-            iterations: done,
-            cancelled,
-            finished: self.trainer.is_finished(),
-        })
     }
+    if done > 0 && trainer.iteration() % every != 0 {
+        trainer.save_checkpoint(&ckpt)?;
+    }
+    Ok(RunSummary {
+        iterations: done,
+        cancelled,
+        finished: trainer.is_finished(),
+    })
 }
 
 /// Opens a training run described by `config_json`, a JSON object whose keys are the long
@@ -221,9 +236,16 @@ pub extern "C" fn cg_trainer_run(
             Some(f) => unsafe { f(user_data, fraction) },
             None => true,
         };
-        let threads = std::mem::take(&mut t.threads);
-        let result = threads.run(&mut report, |report| t.run(iterations, report));
-        t.threads = threads;
+        let cg_trainer {
+            trainer,
+            settings,
+            threads,
+            last,
+            ..
+        } = &mut *t;
+        let result = threads.run(&mut report, |report| {
+            train_for(trainer, settings, last, iterations, report)
+        });
         match result? {
             Ok(summary) => {
                 t.broken = None;
@@ -302,14 +324,7 @@ pub extern "C" fn cg_trainer_last_losses(
         let l = t.last.ok_or_else(|| {
             Error::InvalidArgument("no iteration has run on this trainer yet".into())
         })?;
-        *out = cg_train_losses {
-            g: l.g,
-            gan: l.gan,
-            cycle: l.cycle,
-            identity: l.identity,
-            d_a: l.d_a,
-            d_b: l.d_b,
-        };
+        *out = l.into();
         Ok(())
     })
 }
