@@ -19,6 +19,7 @@ mod winograd;
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
 
+use self::buffer::Buf;
 use self::matmul::matmul;
 use self::planes::Planes;
 use super::conv::{Conv, ConvKind};
@@ -31,7 +32,7 @@ use super::{Generator, GeneratorConfig, Layout, Norms};
 const BAND_ROWS: usize = 256;
 
 /// One convolution's weights, packed for [`conv`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Packed {
     /// Kernel side.
     k: usize,
@@ -41,7 +42,7 @@ struct Packed {
     /// `[dy][dx][cin][cout]`: for each kernel row a `(k * cin) x cout` row-major matrix, so
     /// one kernel row of taps is one matrix product over a contiguous run of input pixels.
     /// Empty when `wino` holds the kernel instead.
-    w: Vec<f32>,
+    w: Buf,
     bias: Vec<f32>,
     /// The Winograd-transformed kernel of a 3x3 stride-1 layer.
     wino: Option<winograd::Transformed>,
@@ -76,28 +77,44 @@ impl Packed {
             DType::F16 => Source::F16(&cpu.as_slice::<half::f16>()?[span]),
             _ => Source::F32(&cpu.as_slice::<f32>()?[span]),
         };
-        let mut w = buffer::zeroed(k * k * cin * cout);
+        // Index of tap (dy, dx) for input channel ci and output channel co in `src`.
+        let at = |dy: usize, dx: usize, ci: usize, co: usize| {
+            if transposed {
+                ((ci * cout + co) * k + (k - 1 - dy)) * k + (k - 1 - dx)
+            } else {
+                ((co * cin + ci) * k + dy) * k + dx
+            }
+        };
+        if k == 3 && stride == 1 {
+            let wino = winograd::Transformed::from_taps(WINOGRAD, cin, cout, |tap, p0, dst| {
+                let (dy, dx) = (tap / 3, tap % 3);
+                for (p, d) in (p0..).zip(dst) {
+                    *d = src.at(at(dy, dx, p / cout, p % cout));
+                }
+            });
+            return Ok(Self {
+                k,
+                stride,
+                cin,
+                cout,
+                w: Buf::default(),
+                bias,
+                wino: Some(wino),
+            });
+        }
+        let mut w = Buf::zeroed(k * k * cin * cout);
         let mut i = 0;
         for dy in 0..k {
             for dx in 0..k {
                 for ci in 0..cin {
                     for co in 0..cout {
-                        w[i] = src.at(if transposed {
-                            ((ci * cout + co) * k + (k - 1 - dy)) * k + (k - 1 - dx)
-                        } else {
-                            ((co * cin + ci) * k + dy) * k + dx
-                        });
+                        w[i] = src.at(at(dy, dx, ci, co));
                         i += 1;
                     }
                 }
             }
         }
         drop(storage);
-        let wino =
-            (k == 3 && stride == 1).then(|| winograd::Transformed::new(WINOGRAD, &w, cin, cout));
-        if wino.is_some() {
-            w = Vec::new();
-        }
         Ok(Self {
             k,
             stride,
@@ -105,7 +122,7 @@ impl Packed {
             cout,
             w,
             bias,
-            wino,
+            wino: None,
         })
     }
 }
@@ -171,7 +188,7 @@ struct OutShape {
 }
 
 /// The generator's weights packed for the CPU; immutable, so one value serves many threads.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CpuGenerator {
     config: GeneratorConfig,
     /// Head, 2 down, 2 per block, 2 up, tail: the order of [`Generator::convs`].
@@ -247,9 +264,20 @@ impl CpuGenerator {
             Layout::Seed => Place::Upsample,
             Layout::Official => Place::Dilate,
         };
-        let mut a = Planes::default();
-        let mut b = Planes::default();
-        let mut y = Vec::new();
+        // Each buffer is allocated once at the largest size it takes, so no layer faults in
+        // fresh pages for a grown copy (page faults cost as much as a layer's arithmetic on
+        // a virtual machine): `a` up to the upsampling input, `b` up to the first up
+        // layer's placed output, which it then also holds the last normalized layer in.
+        let (h2, w2) = (h / 2, w / 2);
+        let mut a = Planes::with_capacity(
+            Planes::len_for(h, w, 3, 3)
+                .max(Planes::len_for(h2, w2, 2 * ngf, 1))
+                .max(Planes::len_for(h2, w2, 4 * ngf, 1)),
+        );
+        let mut b = Planes::with_capacity(
+            Planes::len_for(h, w, 2 * ngf, 1).max(Planes::len_for(h, w, ngf, 3)),
+        );
+        let mut y = Buf::default();
 
         // Head: reflection pad 3, 7x7 conv, norm, ReLU; its output feeds a zero-padded
         // stride-2 convolution.
@@ -279,27 +307,27 @@ impl CpuGenerator {
         // Upsampling: the first up layer's input is the residual sum itself, placed on the
         // doubled grid; the second's is the first's normalized output, placed likewise.
         // The full-resolution buffers dominate peak memory (the tile size bounds it), so
-        // each is freed as soon as its layer has read it instead of being kept for reuse:
-        // 768 bytes per output pixel at the peak rather than 1024.
+        // `a` is freed as soon as the first up layer has read it, and the last normalized
+        // layer goes into `b` once the second has read it: 768 bytes per output pixel at
+        // the peak rather than 1024.
         a.reset(2 * b.h, 2 * b.w, b.c, 1);
         place_copy(&b, &mut a, up_place);
         let up = 3 + 2 * nb;
         let (s1, m1) = conv(&a, &layers[up], &mut y, norms.measures());
-        a = Planes::default();
+        drop(a);
         let (scale, shift) = affine(&layers[up], m1, norms)?;
         b.reset(2 * s1.ho, 2 * s1.wo, s1.c, 1);
         place_normalized(&y, s1, &scale, &shift, &mut b, up_place);
         let (s2, m2) = conv(&b, &layers[up + 1], &mut y, norms.measures());
-        drop(b);
         let (scale, shift) = affine(&layers[up + 1], m2, norms)?;
-        a.reset(s2.ho, s2.wo, s2.c, 3);
-        place_normalized(&y, s2, &scale, &shift, &mut a, Place::Same);
-        a.reflect_border();
-        debug_assert_eq!((a.h, a.w, a.c), (h, w, ngf));
+        b.reset(s2.ho, s2.wo, s2.c, 3);
+        place_normalized(&y, s2, &scale, &shift, &mut b, Place::Same);
+        b.reflect_border();
+        debug_assert_eq!((b.h, b.w, b.c), (h, w, ngf));
 
         // Tail: 7x7 conv to RGB, bias, tanh.
         let tail = &layers[up + 2];
-        let (s, _) = conv(&a, tail, &mut y, false);
+        let (s, _) = conv(&b, tail, &mut y, false);
         let mut out = vec![0f32; 3 * h * w];
         for (ch, plane) in out.chunks_exact_mut(h * w).enumerate() {
             for (r, row) in plane.chunks_exact_mut(w).enumerate() {
@@ -318,7 +346,7 @@ impl CpuGenerator {
         &self,
         src: &Planes,
         layer: &Packed,
-        y: &mut Vec<f32>,
+        y: &mut Buf,
         norms: &mut Norms,
         dst: &mut Planes,
         place: Place,
@@ -354,12 +382,7 @@ fn affine(
 /// Convolves the padded `src` with `layer` into `y` (rows of [`OutShape`], bias not added).
 /// With `measure`, also returns the per-channel mean (bias included) and biased variance of
 /// the real output pixels, summed in f64 per band so large images lose no precision.
-fn conv(
-    src: &Planes,
-    layer: &Packed,
-    y: &mut Vec<f32>,
-    measure: bool,
-) -> (OutShape, Option<MeanVar>) {
+fn conv(src: &Planes, layer: &Packed, y: &mut Buf, measure: bool) -> (OutShape, Option<MeanVar>) {
     let (shape, sums) = match &layer.wino {
         Some(t) => winograd::conv(WINOGRAD, src, t, y, measure),
         None => conv_direct(src, layer, y, measure),
@@ -382,7 +405,7 @@ fn conv(
 fn conv_direct(
     src: &Planes,
     layer: &Packed,
-    y: &mut Vec<f32>,
+    y: &mut Buf,
     measure: bool,
 ) -> (OutShape, Option<MeasuredSums>) {
     assert_eq!(src.c, layer.cin, "channel mismatch");
@@ -399,7 +422,7 @@ fn conv_direct(
         c: n,
     };
     let m = shape.ho * shape.wv;
-    buffer::grow(y, m * n);
+    y.grow(m * n);
     let kk = k * c;
     let band_rows = BAND_ROWS.div_ceil(shape.wv);
     let partials: Vec<Option<MeasuredSums>> = y[..m * n]

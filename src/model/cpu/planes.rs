@@ -13,7 +13,7 @@ pub(super) struct Planes {
     pub w: usize,
     pub c: usize,
     pub pad: usize,
-    pub data: Vec<f32>,
+    pub data: super::buffer::Buf,
 }
 
 impl Planes {
@@ -30,11 +30,24 @@ impl Planes {
         self.wp() * self.c
     }
 
+    /// Floats a buffer of this shape holds, slack included.
+    pub fn len_for(h: usize, w: usize, c: usize, pad: usize) -> usize {
+        ((h + 2 * pad) * (w + 2 * pad) + SLACK_PIXELS) * c
+    }
+
+    /// An empty buffer whose allocation already holds `n` floats, so that later
+    /// [`Planes::reset`]s up to that size reuse it instead of faulting in fresh pages.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            data: super::buffer::Buf::with_capacity(n),
+            ..Self::default()
+        }
+    }
+
     /// Re-shapes the buffer and zeroes it, keeping its allocation.
     pub fn reset(&mut self, h: usize, w: usize, c: usize, pad: usize) {
         (self.h, self.w, self.c, self.pad) = (h, w, c, pad);
-        let n = (self.hp() * self.wp() + SLACK_PIXELS) * c;
-        super::buffer::reset(&mut self.data, n);
+        self.data.reset(Self::len_for(h, w, c, pad));
     }
 
     /// The `w * c` interior values of row `r`.

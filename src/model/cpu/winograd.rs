@@ -12,8 +12,11 @@
 //! at a time), one matrix product per transform point (`M_ξ = V_ξ · U_ξ`, tiles x cin times
 //! cin x cout), transform back (`Y = Aᵀ M A`).
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
+use super::buffer::Buf;
 use super::matmul::matmul;
 use super::planes::Planes;
 use super::{MeasuredSums, OutShape};
@@ -103,27 +106,48 @@ pub(super) const F4: Variant = Variant {
 };
 
 /// A 3x3 kernel transformed for one variant: `U[ξ][cin][cout]`, ξ over the α² points.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Transformed {
     pub m: usize,
     pub cin: usize,
     pub cout: usize,
-    u: Vec<f32>,
+    u: Buf,
 }
 
 impl Transformed {
-    /// `w` is packed `[dy][dx][cin][cout]`. Separable (`G g` then `· Gᵀ`) and blocked over
-    /// channel pairs so it streams the kernel once: model loading is part of start-up.
+    /// `w` is packed `[dy][dx][cin][cout]`.
+    #[cfg(test)]
     pub fn new(v: &Variant, w: &[f32], cin: usize, cout: usize) -> Self {
+        let pairs = cin * cout;
+        assert_eq!(w.len(), 9 * pairs);
+        Self::from_taps(v, cin, cout, |tap, p0, dst| {
+            dst.copy_from_slice(&w[tap * pairs + p0..][..dst.len()]);
+        })
+    }
+
+    /// `taps(dy * 3 + dx, p0, dst)` fills `dst` with that tap's weights for the channel
+    /// pairs `p0..p0 + dst.len()` (pair `ci * cout + co`), so the kernel is read straight
+    /// from the stored tensor without an f32 copy of it. Separable (`G g` then `· Gᵀ`) and
+    /// blocked over channel pairs so it streams the kernel once: model loading is part of
+    /// start-up.
+    pub fn from_taps(
+        v: &Variant,
+        cin: usize,
+        cout: usize,
+        taps: impl Fn(usize, usize, &mut [f32]),
+    ) -> Self {
         const BLOCK: usize = 512;
         let a = v.alpha();
         let pairs = cin * cout;
-        assert_eq!(w.len(), 9 * pairs);
         let g: Vec<f32> = v.g.iter().map(|&x| x as f32).collect();
-        let mut u = super::buffer::zeroed(a * a * pairs);
+        let mut u = Buf::zeroed(a * a * pairs);
         let mut half = vec![0f32; a * 3 * BLOCK]; // half[xa][dx][p] = Σ_dy G[xa][dy] g[dy][dx]
+        let mut w = vec![0f32; 9 * BLOCK]; // w[tap][p]: this block's kernel
         for p0 in (0..pairs).step_by(BLOCK) {
             let len = BLOCK.min(pairs - p0);
+            for tap in 0..9 {
+                taps(tap, p0, &mut w[tap * BLOCK..][..len]);
+            }
             half.fill(0.0);
             for xa in 0..a {
                 for dy in 0..3 {
@@ -132,7 +156,7 @@ impl Transformed {
                         continue;
                     }
                     for dx in 0..3 {
-                        let src = &w[(dy * 3 + dx) * pairs + p0..][..len];
+                        let src = &w[(dy * 3 + dx) * BLOCK..][..len];
                         let dst = &mut half[(xa * 3 + dx) * BLOCK..][..len];
                         for (o, &x) in dst.iter_mut().zip(src) {
                             *o += gc * x;
@@ -166,11 +190,36 @@ impl Transformed {
 }
 
 /// Per-thread scratch: transformed input, products, one tile's channel vectors.
+#[derive(Default)]
 struct Scratch {
     v: Vec<f32>,
     prod: Vec<f32>,
     tmp: Vec<f32>,
     half: Vec<f32>,
+}
+
+impl Scratch {
+    /// Grows each buffer to what a layer of `c` in and `n` out channels needs. Contents
+    /// are scratch: every use writes before it reads.
+    fn fit(&mut self, m: usize, a: usize, c: usize, n: usize) {
+        let fit = |v: &mut Vec<f32>, len: usize| {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+        };
+        fit(&mut self.v, a * a * TILES * c);
+        fit(&mut self.prod, a * a * TILES * n);
+        fit(&mut self.tmp, a * a * c.max(n));
+        fit(&mut self.half, m * a * n);
+    }
+}
+
+thread_local! {
+    /// Each worker thread's scratch, kept across tile rows, layers and images. Why: about
+    /// 2.4 MB at 256 channels, allocated afresh per rayon work item it was freshly mapped
+    /// memory each time, and faulting it in took more page faults than all the model's
+    /// weights (`perf record -e page-faults`).
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
 }
 
 /// The 3x3 stride-1 convolution of the padded `src` (border already filled) into `y`:
@@ -180,7 +229,7 @@ pub(super) fn conv(
     v: &Variant,
     src: &Planes,
     t: &Transformed,
-    y: &mut Vec<f32>,
+    y: &mut Buf,
     measure: bool,
 ) -> (OutShape, Option<MeasuredSums>) {
     assert_eq!(v.m, t.m);
@@ -200,18 +249,26 @@ pub(super) fn conv(
     };
     let (th, tw) = (ho.div_ceil(m), wo.div_ceil(m));
     let rows = th * m;
-    super::buffer::grow(y, rows * wo * n);
+    y.grow(rows * wo * n);
     let partials: Vec<Option<MeasuredSums>> = y[..rows * wo * n]
         .par_chunks_mut(m * wo * n)
         .enumerate()
-        .map_init(
-            || Scratch {
-                v: vec![0f32; a * a * TILES * c],
-                prod: vec![0f32; a * a * TILES * n],
-                tmp: vec![0f32; a * a * c.max(n)],
-                half: vec![0f32; m * a * n],
-            },
-            |sc, (ty, out)| {
+        .map(|(ty, out)| {
+            SCRATCH.with(|cell| {
+                // A thread only re-enters while borrowed if something below steals rayon
+                // work (nothing does today); it then gets a scratch of its own.
+                let (mut guard, mut own);
+                let sc: &mut Scratch = match cell.try_borrow_mut() {
+                    Ok(g) => {
+                        guard = g;
+                        &mut guard
+                    }
+                    Err(_) => {
+                        own = Scratch::default();
+                        &mut own
+                    }
+                };
+                sc.fit(m, a, c, n);
                 for tx0 in (0..tw).step_by(TILES) {
                     let nt = TILES.min(tw - tx0);
                     // Input transform: V[ξ][tile][ci].
@@ -250,8 +307,8 @@ pub(super) fn conv(
                     let valid = ho.saturating_sub(ty * m).min(m);
                     super::channel_sums(&out[..valid * wo * n], n)
                 })
-            },
-        )
+            })
+        })
         .collect();
     (shape, measure.then(|| super::merge_sums(partials, n)))
 }
@@ -389,14 +446,14 @@ mod tests {
                 stride: 1,
                 cin,
                 cout,
-                w: wts.clone(),
+                w: Buf::from_slice(&wts),
                 bias: vec![0.0; cout],
                 wino: None,
             };
-            let mut yd = Vec::new();
+            let mut yd = Buf::default();
             let (sd, sums_d) = crate::model::cpu::conv_direct(&src, &packed, &mut yd, true);
             let t = Transformed::new(variant, &wts, cin, cout);
-            let mut yw = Vec::new();
+            let mut yw = Buf::default();
             let (sw, sums_w) = conv(variant, &src, &t, &mut yw, true);
             assert_eq!((sd.ho, sd.wo), (sw.ho, sw.wo));
             let mut worst = 0f32;
