@@ -243,6 +243,28 @@ fn fast_path_recorded_and_frozen_norms_match_own() {
     assert!(d <= 1e-4, "frozen on candle's statistics vs own: {d}");
 }
 
+/// The fast path keeps its buffers from call to call: a call after a larger or a smaller
+/// one (stale values past the new size, a reallocation) gives the same bits as a first call.
+#[test]
+fn fast_path_reused_buffers_change_nothing() {
+    let weights = Weights::read(&fixture("el_ngf8_b9.safetensors")).unwrap();
+    let g = weights.generator(&Device::Cpu, DType::F32).unwrap();
+    let x = Tensor::randn(0f32, 0.5, (1, 3, 40, 56), &Device::Cpu).unwrap();
+    let big = Tensor::randn(0f32, 0.5, (1, 3, 64, 72), &Device::Cpu).unwrap();
+    let small = Tensor::randn(0f32, 0.5, (1, 3, 16, 20), &Device::Cpu).unwrap();
+    let first = |t: &Tensor| {
+        let fresh = CpuGenerator::new(&g).unwrap();
+        fresh.forward(t, &mut Norms::Own).unwrap()
+    };
+    let fast = CpuGenerator::new(&g).unwrap();
+    for t in [&x, &big, &x, &small, &big, &x] {
+        let again = fast.forward(t, &mut Norms::Own).unwrap();
+        assert_eq!(max_abs_diff(&first(t), &again), 0.0, "{:?}", t.dims());
+        let d = max_abs_diff(&g.forward(t).unwrap(), &again);
+        assert!(d <= 1e-4, "{:?}: {d} from the candle generator", t.dims());
+    }
+}
+
 #[test]
 fn tiled_matches_whole_image() {
     // The design's check: the shipped style on a 1024x768 image, default tiles, statistics

@@ -85,6 +85,14 @@ impl Buf {
         b
     }
 
+    /// Makes room for `n` floats. When the allocation must grow, its contents are dropped
+    /// (it becomes empty) rather than copied: callers use it as scratch.
+    pub fn reserve(&mut self, n: usize) {
+        if self.cap < n {
+            *self = Self::with_capacity(n);
+        }
+    }
+
     /// Makes the buffer at least `n` long. Its contents are scratch: when the allocation
     /// must grow, a fresh zeroed one replaces it rather than copying the old values.
     pub fn grow(&mut self, n: usize) {

@@ -16,6 +16,8 @@ mod matmul;
 mod planes;
 mod winograd;
 
+use std::sync::Mutex;
+
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
 
@@ -193,6 +195,20 @@ pub struct CpuGenerator {
     config: GeneratorConfig,
     /// Head, 2 down, 2 per block, 2 up, tail: the order of [`Generator::convs`].
     layers: Vec<Packed>,
+    /// The last call's working buffers, reused by the next one: fresh pages cost as much
+    /// as a layer's arithmetic on a virtual machine, and a tiled stylize runs the network
+    /// hundreds of times. Holds about 830 bytes per pixel of the largest tile seen (0.2 GB
+    /// at the default tile) until the model is dropped; concurrent calls beyond the first
+    /// use buffers of their own.
+    cache: Mutex<Option<Activations>>,
+}
+
+/// The buffers of one forward pass.
+#[derive(Debug, Default)]
+struct Activations {
+    p: Planes,
+    q: Planes,
+    y: Buf,
 }
 
 /// Where a layer's normalized output goes in the next layer's input buffer.
@@ -217,6 +233,7 @@ impl CpuGenerator {
         Ok(Self {
             config: generator.config(),
             layers,
+            cache: Mutex::default(),
         })
     }
 
@@ -264,70 +281,78 @@ impl CpuGenerator {
             Layout::Seed => Place::Upsample,
             Layout::Official => Place::Dilate,
         };
-        // Each buffer is allocated once at the largest size it takes, so no layer faults in
-        // fresh pages for a grown copy (page faults cost as much as a layer's arithmetic on
-        // a virtual machine): `a` up to the upsampling input, `b` up to the first up
-        // layer's placed output, which it then also holds the last normalized layer in.
-        let (h2, w2) = (h / 2, w / 2);
-        let mut a = Planes::with_capacity(
-            Planes::len_for(h, w, 3, 3)
-                .max(Planes::len_for(h2, w2, 2 * ngf, 1))
-                .max(Planes::len_for(h2, w2, 4 * ngf, 1)),
+        let mut act = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take())
+            .unwrap_or_default();
+        let Activations { p, q, y } = &mut act;
+        // `p` holds the layer-to-layer activations: each layer writes its normalized output
+        // over its own input, which the convolution (into `y`) has finished reading. Sized
+        // once for its largest use (the first up layer's placed output) and kept across
+        // calls, it takes no page faults after the first call; `q` holds the residual
+        // blocks' middle activation, at a sixteenth of the pixels.
+        let (h2, w2, h4, w4) = (h / 2, w / 2, h / 4, w / 4);
+        p.reserve(
+            [
+                Planes::len_for(h, w, 3, 3),
+                Planes::len_for(h, w, ngf, 1),
+                Planes::len_for(h2, w2, 2 * ngf, 1),
+                Planes::len_for(h2, w2, 4 * ngf, 1),
+                Planes::len_for(h, w, 2 * ngf, 1),
+                Planes::len_for(h, w, ngf, 3),
+            ]
+            .into_iter()
+            .max()
+            .unwrap_or(0),
         );
-        let mut b = Planes::with_capacity(
-            Planes::len_for(h, w, 2 * ngf, 1).max(Planes::len_for(h, w, ngf, 3)),
-        );
-        let mut y = Buf::default();
+        q.reserve(Planes::len_for(h4, w4, 4 * ngf, 1));
 
         // Head: reflection pad 3, 7x7 conv, norm, ReLU; its output feeds a zero-padded
         // stride-2 convolution.
-        a.reset(h, w, 3, 3);
-        a.fill_from_planar(x);
-        a.reflect_border();
-        let s = self.norm_layer(&a, &layers[0], &mut y, norms, &mut b, Place::Same, 1)?;
+        p.reset(h, w, 3, 3);
+        p.fill_from_planar(x);
+        p.reflect_border();
+        let s = self.norm_in_place(p, &layers[0], y, norms, Place::Same, 1)?;
         debug_assert_eq!((s.ho, s.wo), (h, w));
-        self.norm_layer(&b, &layers[1], &mut y, norms, &mut a, Place::Same, 1)?;
-        self.norm_layer(&a, &layers[2], &mut y, norms, &mut b, Place::Same, 1)?;
-        b.reflect_border();
-        debug_assert_eq!((b.h, b.w, b.c), (h / 4, w / 4, 4 * ngf));
+        self.norm_in_place(p, &layers[1], y, norms, Place::Same, 1)?;
+        self.norm_in_place(p, &layers[2], y, norms, Place::Same, 1)?;
+        p.reflect_border();
+        debug_assert_eq!((p.h, p.w, p.c), (h4, w4, 4 * ngf));
 
-        // Residual blocks: the running sum lives in `b` (with its reflected border, ready
-        // for the next block's first convolution); `a` holds the block's middle activation.
+        // Residual blocks: the running sum lives in `p` (with its reflected border, ready
+        // for the next block's first convolution); `q` holds the block's middle activation.
         for i in 0..nb {
             let l1 = &layers[3 + 2 * i];
             let l2 = &layers[4 + 2 * i];
-            self.norm_layer(&b, l1, &mut y, norms, &mut a, Place::Same, 1)?;
-            a.reflect_border();
-            let s = conv(&a, l2, &mut y, norms.measures());
+            let (s, m) = conv(p, l1, y, norms.measures());
+            let (scale, shift) = affine(l1, m, norms)?;
+            q.reset(s.ho, s.wo, s.c, 1);
+            place_normalized(y, s, &scale, &shift, q, Place::Same);
+            q.reflect_border();
+            let s = conv(q, l2, y, norms.measures());
             let (scale, shift) = affine(l2, s.1, norms)?;
-            add_normalized(&y, s.0, &scale, &shift, &mut b);
-            b.reflect_border();
+            add_normalized(y, s.0, &scale, &shift, p);
+            p.reflect_border();
         }
 
         // Upsampling: the first up layer's input is the residual sum itself, placed on the
-        // doubled grid; the second's is the first's normalized output, placed likewise.
-        // The full-resolution buffers dominate peak memory (the tile size bounds it), so
-        // `a` is freed as soon as the first up layer has read it, and the last normalized
-        // layer goes into `b` once the second has read it: 768 bytes per output pixel at
-        // the peak rather than 1024.
-        a.reset(2 * b.h, 2 * b.w, b.c, 1);
-        place_copy(&b, &mut a, up_place);
+        // doubled grid (from a copy in `q`, since it goes into `p`); the second's is the
+        // first's normalized output, placed likewise. At the peak `p` holds 512 bytes per
+        // output pixel and `y` 256.
+        q.copy_from(p);
+        p.reset(2 * q.h, 2 * q.w, q.c, 1);
+        place_copy(q, p, up_place);
         let up = 3 + 2 * nb;
-        let (s1, m1) = conv(&a, &layers[up], &mut y, norms.measures());
-        drop(a);
-        let (scale, shift) = affine(&layers[up], m1, norms)?;
-        b.reset(2 * s1.ho, 2 * s1.wo, s1.c, 1);
-        place_normalized(&y, s1, &scale, &shift, &mut b, up_place);
-        let (s2, m2) = conv(&b, &layers[up + 1], &mut y, norms.measures());
-        let (scale, shift) = affine(&layers[up + 1], m2, norms)?;
-        b.reset(s2.ho, s2.wo, s2.c, 3);
-        place_normalized(&y, s2, &scale, &shift, &mut b, Place::Same);
-        b.reflect_border();
-        debug_assert_eq!((b.h, b.w, b.c), (h, w, ngf));
+        self.norm_in_place(p, &layers[up], y, norms, up_place, 1)?;
+        self.norm_in_place(p, &layers[up + 1], y, norms, Place::Same, 3)?;
+        p.reflect_border();
+        debug_assert_eq!((p.h, p.w, p.c), (h, w, ngf));
 
         // Tail: 7x7 conv to RGB, bias, tanh.
         let tail = &layers[up + 2];
-        let (s, _) = conv(&b, tail, &mut y, false);
+        let (s, _) = conv(p, tail, y, false);
         let mut out = vec![0f32; 3 * h * w];
         for (ch, plane) in out.chunks_exact_mut(h * w).enumerate() {
             for (r, row) in plane.chunks_exact_mut(w).enumerate() {
@@ -336,27 +361,28 @@ impl CpuGenerator {
                 }
             }
         }
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.get_or_insert(act);
+        }
         Ok(out)
     }
 
-    /// Convolution, instance norm and ReLU, written into `dst` (reset here to the right
-    /// size with a zero border of `pad`) as `place` says.
-    #[allow(clippy::too_many_arguments)]
-    fn norm_layer(
+    /// Convolution, instance norm and ReLU of `p`, written back into `p` (reset to the
+    /// right size with a zero border of `pad`) as `place` says.
+    fn norm_in_place(
         &self,
-        src: &Planes,
+        p: &mut Planes,
         layer: &Packed,
         y: &mut Buf,
         norms: &mut Norms,
-        dst: &mut Planes,
         place: Place,
         pad: usize,
     ) -> Result<OutShape> {
-        let (s, measured) = conv(src, layer, y, norms.measures());
+        let (s, measured) = conv(p, layer, y, norms.measures());
         let (scale, shift) = affine(layer, measured, norms)?;
         let grow = if place == Place::Same { 1 } else { 2 };
-        dst.reset(grow * s.ho, grow * s.wo, s.c, pad);
-        place_normalized(y, s, &scale, &shift, dst, place);
+        p.reset(grow * s.ho, grow * s.wo, s.c, pad);
+        place_normalized(y, s, &scale, &shift, p, place);
         Ok(s)
     }
 }

@@ -35,13 +35,16 @@ impl Planes {
         ((h + 2 * pad) * (w + 2 * pad) + SLACK_PIXELS) * c
     }
 
-    /// An empty buffer whose allocation already holds `n` floats, so that later
-    /// [`Planes::reset`]s up to that size reuse it instead of faulting in fresh pages.
-    pub fn with_capacity(n: usize) -> Self {
-        Self {
-            data: super::buffer::Buf::with_capacity(n),
-            ..Self::default()
-        }
+    /// Makes room for `n` floats, so that later [`Planes::reset`]s up to that size reuse
+    /// the allocation instead of faulting in fresh pages. The contents become scratch.
+    pub fn reserve(&mut self, n: usize) {
+        self.data.reserve(n);
+    }
+
+    /// Becomes a copy of `src`, border included.
+    pub fn copy_from(&mut self, src: &Planes) {
+        self.reset(src.h, src.w, src.c, src.pad);
+        self.data.copy_from_slice(&src.data);
     }
 
     /// Re-shapes the buffer and zeroes it, keeping its allocation.
