@@ -210,6 +210,11 @@ fn run_tiled(
     progress: &mut dyn FnMut(f32) -> bool,
 ) -> Result<Vec<f32>> {
     let stats = measure_stats(model, img, padded, pw, ph)?;
+    if let Some(cpu) = model.cpu_generator() {
+        // The statistics pass ran on up to 1 MP: its buffers are 4x a tile's and would
+        // otherwise sit beside the blended output for the whole run.
+        cpu.release_buffers();
+    }
     let core = tile.saturating_sub(2 * TILE_MARGIN).max(32) / 4 * 4;
     let xs: Vec<usize> = (0..pw).step_by(core).collect();
     let ys: Vec<usize> = (0..ph).step_by(core).collect();

@@ -241,6 +241,15 @@ impl CpuGenerator {
         self.config
     }
 
+    /// Frees the buffers kept from the last call: for a caller whose next calls are much
+    /// smaller (tiles after a whole-image statistics pass), so the memory is not held
+    /// alongside what it allocates next.
+    pub fn release_buffers(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = None;
+        }
+    }
+
     /// The forward pass of an NCHW tensor (any batch), as [`Generator::forward_with`].
     pub fn forward(&self, x: &Tensor, norms: &mut Norms) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
