@@ -35,6 +35,26 @@ impl Backend {
         self.device().is_ok()
     }
 
+    /// Why `Auto` runs on the CPU although this build has a GPU backend (the driver or the
+    /// GPU is missing), for front ends to show; `None` when it gets the GPU it was built
+    /// for, or when it was built for the CPU alone (nothing was expected).
+    pub fn fallback_notice(self) -> Option<String> {
+        if self != Backend::Auto || !(cfg!(feature = "cuda") || cfg!(feature = "metal")) {
+            return None;
+        }
+        let why = |e: Error| match e {
+            Error::BackendUnavailable(why) => why,
+            other => other.to_string(),
+        };
+        match (Backend::Cuda.device(), Backend::Metal.device()) {
+            (Ok(_), _) | (_, Ok(_)) => None,
+            (Err(e), _) if cfg!(feature = "cuda") => {
+                Some(format!("{}; running on the CPU", why(e)))
+            }
+            (_, Err(e)) => Some(format!("{}; running on the CPU", why(e))),
+        }
+    }
+
     /// Opens the device (the first GPU for CUDA and Metal).
     pub fn device(self) -> Result<Device> {
         match self {
@@ -49,8 +69,7 @@ impl Backend {
                         "this build has no CUDA support: rebuild with `--features cuda`".into(),
                     ));
                 }
-                Device::new_cuda(0)
-                    .map_err(|e| Error::BackendUnavailable(format!("no usable CUDA device: {e}")))
+                cuda_device()
             }
             Backend::Metal => {
                 if !cfg!(feature = "metal") {
@@ -64,6 +83,66 @@ impl Backend {
             }
         }
     }
+}
+
+/// The first CUDA device, opened once per process (a context costs tens of milliseconds
+/// and front ends ask more than once: a notice, then the model).
+fn cuda_device() -> Result<Device> {
+    static DEVICE: std::sync::OnceLock<std::result::Result<Device, String>> =
+        std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            missing_cuda_library()?;
+            // A build whose CUDA libraries load at run time (scripts/build-cuda-portable.sh)
+            // panics inside cudarc when one cannot be found; the probe above names the
+            // usual ones, and this turns any other into the same error.
+            std::panic::catch_unwind(|| Device::new_cuda(0))
+                .map_err(|_| "a CUDA library failed to load".to_string())?
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(|e| Error::BackendUnavailable(format!("no usable CUDA device: {e}")))
+}
+
+/// Checks that the CUDA driver and the libraries candle uses can be loaded, so that a GPU
+/// build on a machine without them says which one is missing. (A build linked to them the
+/// usual way does not start at all without them; then every probe succeeds.)
+#[cfg(all(feature = "cuda", target_os = "linux"))]
+fn missing_cuda_library() -> std::result::Result<(), String> {
+    const PATH: &str = "put the CUDA libraries on LD_LIBRARY_PATH, or use --device cpu";
+    let libs: [(&str, &[&str], &str); 3] = [
+        (
+            "the NVIDIA driver (libcuda.so.1)",
+            &["libcuda.so.1", "libcuda.so"],
+            "install it, or use --device cpu",
+        ),
+        (
+            "cuBLAS (libcublas.so)",
+            &["libcublas.so.13", "libcublas.so.12", "libcublas.so"],
+            PATH,
+        ),
+        (
+            "cuRAND (libcurand.so.10)",
+            &["libcurand.so.10", "libcurand.so"],
+            PATH,
+        ),
+    ];
+    for (what, names, advice) in libs {
+        // SAFETY: loading these NVIDIA libraries runs only their initialisers, which have
+        // no preconditions; the handle is dropped at once (cudarc loads its own).
+        let found = names
+            .iter()
+            .any(|&n| unsafe { libloading::Library::new(n) }.is_ok());
+        if !found {
+            return Err(format!("{what} cannot be loaded ({advice})"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(all(feature = "cuda", target_os = "linux")))]
+fn missing_cuda_library() -> std::result::Result<(), String> {
+    Ok(())
 }
 
 /// The dtype inference computes in on `device`: f32 everywhere for now; parity with

@@ -218,6 +218,9 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
     let jobs = plan_jobs(&a.inputs, &a.output)?;
     remove_stale_temps(&jobs);
     let backend = Backend::parse(&a.device).map_err(|e| e.to_string())?;
+    if let Some(notice) = backend.fallback_notice() {
+        eprintln!("note: {notice}");
+    }
     let model = match &a.model {
         Some(p) => Model::load(&p.to_string_lossy(), backend),
         None => Model::load(&a.style, backend),

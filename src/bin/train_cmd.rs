@@ -88,6 +88,9 @@ pub struct TrainArgs {
 
 pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
     let backend = Backend::parse(&a.device).map_err(|e| e.to_string())?;
+    if let Some(notice) = backend.fallback_notice() {
+        eprintln!("note: {notice}");
+    }
     if a.checkpoint_every == 0 {
         return Err("--checkpoint-every must be at least 1".into());
     }
