@@ -88,10 +88,13 @@ impl Packed {
             }
         };
         if k == 3 && stride == 1 {
-            let wino = winograd::Transformed::from_taps(WINOGRAD, cin, cout, |tap, p0, dst| {
-                let (dy, dx) = (tap / 3, tap % 3);
-                for (p, d) in (p0..).zip(dst) {
-                    *d = src.at(at(dy, dx, p / cout, p % cout));
+            let wino = winograd::Transformed::from_taps(WINOGRAD, cin, cout, |p0, len, block| {
+                let stride = block.len() / 9;
+                for (j, p) in (p0..p0 + len).enumerate() {
+                    let (ci, co) = (p / cout, p % cout);
+                    for tap in 0..9 {
+                        block[tap * stride + j] = src.at(at(tap / 3, tap % 3, ci, co));
+                    }
                 }
             });
             return Ok(Self {

@@ -120,14 +120,18 @@ impl Transformed {
     pub fn new(v: &Variant, w: &[f32], cin: usize, cout: usize) -> Self {
         let pairs = cin * cout;
         assert_eq!(w.len(), 9 * pairs);
-        Self::from_taps(v, cin, cout, |tap, p0, dst| {
-            dst.copy_from_slice(&w[tap * pairs + p0..][..dst.len()]);
+        Self::from_taps(v, cin, cout, |p0, len, block| {
+            let stride = block.len() / 9;
+            for tap in 0..9 {
+                block[tap * stride..][..len].copy_from_slice(&w[tap * pairs + p0..][..len]);
+            }
         })
     }
 
-    /// `taps(dy * 3 + dx, p0, dst)` fills `dst` with that tap's weights for the channel
-    /// pairs `p0..p0 + dst.len()` (pair `ci * cout + co`), so the kernel is read straight
-    /// from the stored tensor without an f32 copy of it. Separable (`G g` then `· Gᵀ`) and
+    /// `taps(p0, len, block)` fills `block[tap * block.len() / 9 + j]` with tap
+    /// `dy * 3 + dx` of channel pair `p0 + j` (pair `ci * cout + co`) for `j < len`, so the
+    /// kernel is read straight from the stored tensor (each pair's 9 taps together) without
+    /// an f32 copy of it. Separable (`G g` then `· Gᵀ`) and
     /// blocked over channel pairs so it streams the kernel once: model loading is part of
     /// start-up.
     pub fn from_taps(
@@ -145,9 +149,7 @@ impl Transformed {
         let mut w = vec![0f32; 9 * BLOCK]; // w[tap][p]: this block's kernel
         for p0 in (0..pairs).step_by(BLOCK) {
             let len = BLOCK.min(pairs - p0);
-            for tap in 0..9 {
-                taps(tap, p0, &mut w[tap * BLOCK..][..len]);
-            }
+            taps(p0, len, &mut w);
             half.fill(0.0);
             for xa in 0..a {
                 for dy in 0..3 {
