@@ -190,29 +190,25 @@ fn options(o: [u8; 22]) -> *mut cg_options {
     let (tile, threads) = (input.u32(), input.u32());
     let mut opts = null_mut();
     assert_eq!(cg_options_new(&mut opts), CG_OK);
-    if setters & 1 != 0 {
-        let st = cg_options_set_strength(opts, strength);
-        ok_or_invalid(st, "set_strength");
-        assert!(
-            !strength.is_nan() || st == CG_ERR_INVALID_ARGUMENT,
-            "NaN strength accepted"
-        );
-    }
-    if setters & 2 != 0 {
-        let st = cg_options_set_scale(opts, scale);
-        ok_or_invalid(st, "set_scale");
-        assert!(
-            !scale.is_nan() || st == CG_ERR_INVALID_ARGUMENT,
-            "NaN scale accepted"
-        );
-    }
-    if setters & 4 != 0 {
-        let st = cg_options_set_detail(opts, detail);
-        ok_or_invalid(st, "set_detail");
-        assert!(
-            !detail.is_nan() || st == CG_ERR_INVALID_ARGUMENT,
-            "NaN detail accepted"
-        );
+    let float_setters: [(
+        u8,
+        extern "C" fn(*mut cg_options, f32) -> cg_status,
+        f32,
+        &str,
+    ); 3] = [
+        (1, cg_options_set_strength, strength, "strength"),
+        (2, cg_options_set_scale, scale, "scale"),
+        (4, cg_options_set_detail, detail, "detail"),
+    ];
+    for (bit, set, value, what) in float_setters {
+        if setters & bit != 0 {
+            let st = set(opts, value);
+            ok_or_invalid(st, what);
+            assert!(
+                !value.is_nan() || st == CG_ERR_INVALID_ARGUMENT,
+                "NaN {what} accepted"
+            );
+        }
     }
     if setters & 8 != 0 {
         ok_or_invalid(cg_options_set_tile_size(opts, tile), "set_tile_size");

@@ -338,10 +338,8 @@ impl CpuGenerator {
         for i in 0..nb {
             let l1 = &layers[3 + 2 * i];
             let l2 = &layers[4 + 2 * i];
-            let (s, m) = conv(p, l1, y, norms.measures());
-            let (scale, shift) = affine(l1, m, norms)?;
-            q.reset(s.ho, s.wo, s.c, 1);
-            place_normalized(y, s, &scale, &shift, q, Place::Same);
+            let out = conv(p, l1, y, norms.measures());
+            normalize_into(l1, out, y, norms, q, Place::Same, 1)?;
             q.reflect_border();
             let s = conv(q, l2, y, norms.measures());
             let (scale, shift) = affine(l2, s.1, norms)?;
@@ -390,13 +388,27 @@ impl CpuGenerator {
         place: Place,
         pad: usize,
     ) -> Result<OutShape> {
-        let (s, measured) = conv(p, layer, y, norms.measures());
-        let (scale, shift) = affine(layer, measured, norms)?;
-        let grow = if place == Place::Same { 1 } else { 2 };
-        p.reset(grow * s.ho, grow * s.wo, s.c, pad);
-        place_normalized(y, s, &scale, &shift, p, place);
-        Ok(s)
+        let out = conv(p, layer, y, norms.measures());
+        normalize_into(layer, out, y, norms, p, place, pad)
     }
+}
+
+/// Instance norm and ReLU of `layer`'s convolution output `(shape, measured)` in `y`,
+/// written into `dst` (reset to the right size with a zero border of `pad`) as `place` says.
+fn normalize_into(
+    layer: &Packed,
+    (s, measured): (OutShape, Option<MeanVar>),
+    y: &[f32],
+    norms: &mut Norms,
+    dst: &mut Planes,
+    place: Place,
+    pad: usize,
+) -> Result<OutShape> {
+    let (scale, shift) = affine(layer, measured, norms)?;
+    let grow = if place == Place::Same { 1 } else { 2 };
+    dst.reset(grow * s.ho, grow * s.wo, s.c, pad);
+    place_normalized(y, s, &scale, &shift, dst, place);
+    Ok(s)
 }
 
 /// The norm as a per-channel scale and shift applied to the convolution's output without

@@ -131,9 +131,8 @@ impl Transformed {
     /// `taps(p0, len, block)` fills `block[tap * block.len() / 9 + j]` with tap
     /// `dy * 3 + dx` of channel pair `p0 + j` (pair `ci * cout + co`) for `j < len`, so the
     /// kernel is read straight from the stored tensor (each pair's 9 taps together) without
-    /// an f32 copy of it. Separable (`G g` then `· Gᵀ`) and
-    /// blocked over channel pairs so it streams the kernel once: model loading is part of
-    /// start-up.
+    /// an f32 copy of it. Separable (`G g` then `· Gᵀ`) and blocked over channel pairs so
+    /// it streams the kernel once: model loading is part of start-up.
     pub fn from_taps(
         v: &Variant,
         cin: usize,
