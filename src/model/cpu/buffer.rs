@@ -117,6 +117,17 @@ impl Buf {
         }
     }
 
+    /// Makes the buffer exactly `n` long, keeping the allocation and whatever it held
+    /// there: for callers that write every value before reading it.
+    pub fn resize_scratch(&mut self, n: usize) {
+        if self.cap >= n {
+            self.fill_zeros(n);
+            self.len = n;
+        } else {
+            *self = Self::zeroed(n);
+        }
+    }
+
     /// Zeroes `len..n` in parallel and makes `n` the length.
     fn fill_zeros(&mut self, n: usize) {
         assert!(n <= self.cap);
@@ -233,5 +244,18 @@ mod tests {
         let small = Buf::zeroed(7);
         assert_eq!(&small[..], &[0.0; 7]);
         assert!(Buf::zeroed(0).is_empty() && Buf::default().is_empty());
+    }
+
+    #[test]
+    fn scratch_resizes_keep_values_and_zero_only_new_ones() {
+        let mut s = Buf::zeroed(10);
+        s[2] = 3.0;
+        s[7] = 4.0;
+        s.resize_scratch(4);
+        assert_eq!(&s[..], &[0.0, 0.0, 3.0, 0.0]);
+        s.resize_scratch(8);
+        assert_eq!(&s[..], &[0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        s.resize_scratch(1 << 20);
+        assert!(s.len() == 1 << 20 && s.iter().all(|&x| x == 0.0));
     }
 }

@@ -16,7 +16,8 @@ mod matmul;
 mod planes;
 mod winograd;
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
@@ -46,8 +47,101 @@ struct Packed {
     /// Empty when `wino` holds the kernel instead.
     w: Buf,
     bias: Vec<f32>,
-    /// The Winograd-transformed kernel of a 3x3 stride-1 layer.
-    wino: Option<winograd::Transformed>,
+    /// A 3x3 stride-1 layer's kernel, convolved the Winograd way.
+    wino: Option<Wino>,
+}
+
+/// A 3x3 stride-1 kernel as stored, and its Winograd transform once the model keeps it.
+///
+/// Why not transform at load: the transforms are four times the kernel in f32, 176 MB for
+/// the seed generator, and on a virtual machine writing that much fresh memory took a
+/// third of a cold 256-pixel stylize (`perf record`: `clear_page_erms`). A model's first
+/// call transforms each layer into one reused buffer just before convolving with it; from
+/// the second call on, when the model is evidently being reused (tiles, a batch), each
+/// transform is made once and kept.
+#[derive(Debug)]
+struct Wino {
+    /// Contiguous, f16 (the shipped styles: no copy) or f32.
+    weight: Tensor,
+    transposed: bool,
+    kept: OnceLock<winograd::Transformed>,
+}
+
+impl Wino {
+    /// Transforms the kernel into `into`; `f32s` is scratch for an f16 kernel's values,
+    /// converted in one vectorised pass first (per value, the conversion and the gather's
+    /// dispatch took most of a first call's transform time).
+    fn transform(
+        &self,
+        cin: usize,
+        cout: usize,
+        into: &mut winograd::Transformed,
+        f32s: &mut Vec<f32>,
+    ) -> Result<()> {
+        let transposed = self.transposed;
+        with_source(&self.weight, |src| {
+            let w: &[f32] = match *src {
+                Source::F32(v) => v,
+                Source::F16(v) => {
+                    use half::slice::HalfFloatSliceExt;
+                    f32s.resize(v.len(), 0.0);
+                    f32s.par_chunks_mut(1 << 14)
+                        .zip(v.par_chunks(1 << 14))
+                        .for_each(|(d, s)| s.convert_to_f32_slice(d));
+                    f32s
+                }
+            };
+            into.fill(WINOGRAD, cin, cout, |p0, len, block| {
+                let stride = block.len() / 9;
+                for (j, p) in (p0..p0 + len).enumerate() {
+                    let (ci, co) = (p / cout, p % cout);
+                    // A pair's 9 taps are stored together; a transposed kernel flipped.
+                    if transposed {
+                        let taps = &w[(ci * cout + co) * 9..][..9];
+                        for (tap, &x) in taps.iter().rev().enumerate() {
+                            block[tap * stride + j] = x;
+                        }
+                    } else {
+                        let taps = &w[(co * cin + ci) * 9..][..9];
+                        for (tap, &x) in taps.iter().enumerate() {
+                            block[tap * stride + j] = x;
+                        }
+                    }
+                }
+            })
+        })
+    }
+}
+
+/// Index in a stored kernel tensor of tap (dy, dx) for input channel `ci` and output
+/// channel `co`.
+fn tap_index(
+    transposed: bool,
+    k: usize,
+    cin: usize,
+    cout: usize,
+) -> impl Fn(usize, usize, usize, usize) -> usize + Sync {
+    move |dy, dx, ci, co| {
+        if transposed {
+            ((ci * cout + co) * k + (k - 1 - dy)) * k + (k - 1 - dx)
+        } else {
+            ((co * cin + ci) * k + dy) * k + dx
+        }
+    }
+}
+
+/// Runs `f` on the values of a contiguous f16 or f32 CPU tensor, read in place.
+fn with_source<R>(wt: &Tensor, f: impl FnOnce(&Source) -> R) -> Result<R> {
+    let (storage, layout) = wt.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("the CPU path packs weights that live on the CPU");
+    };
+    let span = layout.start_offset()..layout.start_offset() + wt.elem_count();
+    let src = match wt.dtype() {
+        DType::F16 => Source::F16(&cpu.as_slice::<half::f16>()?[span]),
+        _ => Source::F32(&cpu.as_slice::<f32>()?[span]),
+    };
+    Ok(f(&src))
 }
 
 impl Packed {
@@ -70,33 +164,10 @@ impl Packed {
             DType::F16 | DType::F32 => wt.contiguous()?,
             _ => wt.to_dtype(DType::F32)?.contiguous()?,
         };
-        let (storage, layout) = wt.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
+        if !wt.device().is_cpu() {
             candle_core::bail!("the CPU path packs weights that live on the CPU");
-        };
-        let span = layout.start_offset()..layout.start_offset() + wt.elem_count();
-        let src = match wt.dtype() {
-            DType::F16 => Source::F16(&cpu.as_slice::<half::f16>()?[span]),
-            _ => Source::F32(&cpu.as_slice::<f32>()?[span]),
-        };
-        // Index of tap (dy, dx) for input channel ci and output channel co in `src`.
-        let at = |dy: usize, dx: usize, ci: usize, co: usize| {
-            if transposed {
-                ((ci * cout + co) * k + (k - 1 - dy)) * k + (k - 1 - dx)
-            } else {
-                ((co * cin + ci) * k + dy) * k + dx
-            }
-        };
+        }
         if k == 3 && stride == 1 {
-            let wino = winograd::Transformed::from_taps(WINOGRAD, cin, cout, |p0, len, block| {
-                let stride = block.len() / 9;
-                for (j, p) in (p0..p0 + len).enumerate() {
-                    let (ci, co) = (p / cout, p % cout);
-                    for tap in 0..9 {
-                        block[tap * stride + j] = src.at(at(tap / 3, tap % 3, ci, co));
-                    }
-                }
-            });
             return Ok(Self {
                 k,
                 stride,
@@ -104,22 +175,28 @@ impl Packed {
                 cout,
                 w: Buf::default(),
                 bias,
-                wino: Some(wino),
+                wino: Some(Wino {
+                    weight: wt,
+                    transposed,
+                    kept: OnceLock::new(),
+                }),
             });
         }
+        let at = tap_index(transposed, k, cin, cout);
         let mut w = Buf::zeroed(k * k * cin * cout);
-        let mut i = 0;
-        for dy in 0..k {
-            for dx in 0..k {
-                for ci in 0..cin {
-                    for co in 0..cout {
-                        w[i] = src.at(at(dy, dx, ci, co));
-                        i += 1;
+        with_source(&wt, |src| {
+            let mut i = 0;
+            for dy in 0..k {
+                for dx in 0..k {
+                    for ci in 0..cin {
+                        for co in 0..cout {
+                            w[i] = src.at(at(dy, dx, ci, co));
+                            i += 1;
+                        }
                     }
                 }
             }
-        }
-        drop(storage);
+        })?;
         Ok(Self {
             k,
             stride,
@@ -204,6 +281,8 @@ pub struct CpuGenerator {
     /// at the default tile) until the model is dropped; concurrent calls beyond the first
     /// use buffers of their own.
     cache: Mutex<Option<Activations>>,
+    /// Forward calls so far: the second one starts keeping Winograd transforms.
+    calls: AtomicUsize,
 }
 
 /// The buffers of one forward pass.
@@ -211,7 +290,20 @@ pub struct CpuGenerator {
 struct Activations {
     p: Planes,
     q: Planes,
+    work: Work,
+}
+
+/// A forward pass's convolution buffers.
+#[derive(Debug, Default)]
+struct Work {
+    /// The convolution's output.
     y: Buf,
+    /// A Winograd kernel transformed for this call only (see [`Wino`]).
+    u: winograd::Transformed,
+    /// Scratch for [`Wino::transform`].
+    f32s: Vec<f32>,
+    /// Whether this call makes and keeps each layer's transform.
+    keep: bool,
 }
 
 /// Where a layer's normalized output goes in the next layer's input buffer.
@@ -237,6 +329,7 @@ impl CpuGenerator {
             config: generator.config(),
             layers,
             cache: Mutex::default(),
+            calls: AtomicUsize::new(0),
         })
     }
 
@@ -299,7 +392,12 @@ impl CpuGenerator {
             .ok()
             .and_then(|mut c| c.take())
             .unwrap_or_default();
-        let Activations { p, q, y } = &mut act;
+        let Activations { p, q, work } = &mut act;
+        work.keep = self.calls.fetch_add(1, Ordering::Relaxed) > 0;
+        if work.keep {
+            work.u = Default::default();
+            work.f32s = Vec::new();
+        }
         // `p` holds the layer-to-layer activations: each layer writes its normalized output
         // over its own input, which the convolution (into `y`) has finished reading. Sized
         // once for its largest use (the first up layer's placed output) and kept across
@@ -323,13 +421,13 @@ impl CpuGenerator {
 
         // Head: reflection pad 3, 7x7 conv, norm, ReLU; its output feeds a zero-padded
         // stride-2 convolution.
-        p.reset(h, w, 3, 3);
+        p.reset_border(h, w, 3, 3);
         p.fill_from_planar(x);
         p.reflect_border();
-        let s = self.norm_in_place(p, &layers[0], y, norms, Place::Same, 1)?;
+        let s = self.norm_in_place(p, &layers[0], work, norms, Place::Same, 1)?;
         debug_assert_eq!((s.ho, s.wo), (h, w));
-        self.norm_in_place(p, &layers[1], y, norms, Place::Same, 1)?;
-        self.norm_in_place(p, &layers[2], y, norms, Place::Same, 1)?;
+        self.norm_in_place(p, &layers[1], work, norms, Place::Same, 1)?;
+        self.norm_in_place(p, &layers[2], work, norms, Place::Same, 1)?;
         p.reflect_border();
         debug_assert_eq!((p.h, p.w, p.c), (h4, w4, 4 * ngf));
 
@@ -338,12 +436,12 @@ impl CpuGenerator {
         for i in 0..nb {
             let l1 = &layers[3 + 2 * i];
             let l2 = &layers[4 + 2 * i];
-            let out = conv(p, l1, y, norms.measures());
-            normalize_into(l1, out, y, norms, q, Place::Same, 1)?;
+            let out = conv(p, l1, work, norms.measures())?;
+            normalize_into(l1, out, &work.y, norms, q, Place::Same, 1)?;
             q.reflect_border();
-            let s = conv(q, l2, y, norms.measures());
+            let s = conv(q, l2, work, norms.measures())?;
             let (scale, shift) = affine(l2, s.1, norms)?;
-            add_normalized(y, s.0, &scale, &shift, p);
+            add_normalized(&work.y, s.0, &scale, &shift, p);
             p.reflect_border();
         }
 
@@ -352,17 +450,18 @@ impl CpuGenerator {
         // first's normalized output, placed likewise. At the peak `p` holds 512 bytes per
         // output pixel and `y` 256.
         q.copy_from(p);
-        p.reset(2 * q.h, 2 * q.w, q.c, 1);
+        reset_for(p, up_place, 2 * q.h, 2 * q.w, q.c, 1);
         place_copy(q, p, up_place);
         let up = 3 + 2 * nb;
-        self.norm_in_place(p, &layers[up], y, norms, up_place, 1)?;
-        self.norm_in_place(p, &layers[up + 1], y, norms, Place::Same, 3)?;
+        self.norm_in_place(p, &layers[up], work, norms, up_place, 1)?;
+        self.norm_in_place(p, &layers[up + 1], work, norms, Place::Same, 3)?;
         p.reflect_border();
         debug_assert_eq!((p.h, p.w, p.c), (h, w, ngf));
 
         // Tail: 7x7 conv to RGB, bias, tanh.
         let tail = &layers[up + 2];
-        let (s, _) = conv(p, tail, y, false);
+        let (s, _) = conv(p, tail, work, false)?;
+        let y = &work.y;
         let mut out = vec![0f32; 3 * h * w];
         for (ch, plane) in out.chunks_exact_mut(h * w).enumerate() {
             for (r, row) in plane.chunks_exact_mut(w).enumerate() {
@@ -383,13 +482,13 @@ impl CpuGenerator {
         &self,
         p: &mut Planes,
         layer: &Packed,
-        y: &mut Buf,
+        work: &mut Work,
         norms: &mut Norms,
         place: Place,
         pad: usize,
     ) -> Result<OutShape> {
-        let out = conv(p, layer, y, norms.measures());
-        normalize_into(layer, out, y, norms, p, place, pad)
+        let out = conv(p, layer, work, norms.measures())?;
+        normalize_into(layer, out, &work.y, norms, p, place, pad)
     }
 }
 
@@ -406,7 +505,7 @@ fn normalize_into(
 ) -> Result<OutShape> {
     let (scale, shift) = affine(layer, measured, norms)?;
     let grow = if place == Place::Same { 1 } else { 2 };
-    dst.reset(grow * s.ho, grow * s.wo, s.c, pad);
+    reset_for(dst, place, grow * s.ho, grow * s.wo, s.c, pad);
     place_normalized(y, s, &scale, &shift, dst, place);
     Ok(s)
 }
@@ -432,9 +531,30 @@ fn affine(
 /// Convolves the padded `src` with `layer` into `y` (rows of [`OutShape`], bias not added).
 /// With `measure`, also returns the per-channel mean (bias included) and biased variance of
 /// the real output pixels, summed in f64 per band so large images lose no precision.
-fn conv(src: &Planes, layer: &Packed, y: &mut Buf, measure: bool) -> (OutShape, Option<MeanVar>) {
+fn conv(
+    src: &Planes,
+    layer: &Packed,
+    work: &mut Work,
+    measure: bool,
+) -> Result<(OutShape, Option<MeanVar>)> {
+    let y = &mut work.y;
     let (shape, sums) = match &layer.wino {
-        Some(t) => winograd::conv(WINOGRAD, src, t, y, measure),
+        Some(wino) => {
+            let t = match wino.kept.get() {
+                Some(t) => t,
+                None if work.keep => {
+                    let mut t = winograd::Transformed::default();
+                    wino.transform(layer.cin, layer.cout, &mut t, &mut Vec::new())?;
+                    // A concurrent call may have kept its own first: either serves.
+                    wino.kept.get_or_init(|| t)
+                }
+                None => {
+                    wino.transform(layer.cin, layer.cout, &mut work.u, &mut work.f32s)?;
+                    &work.u
+                }
+            };
+            winograd::conv(src, t, y, measure)
+        }
         None => conv_direct(src, layer, y, measure),
     };
     let measured = sums.map(|(sum, sq, count)| {
@@ -448,7 +568,7 @@ fn conv(src: &Planes, layer: &Packed, y: &mut Buf, measure: bool) -> (OutShape, 
         }
         (mean, var)
     });
-    (shape, measured)
+    Ok((shape, measured))
 }
 
 /// [`conv`] as matrix products straight from the padded input.
@@ -536,6 +656,14 @@ fn place_normalized(
 }
 
 /// Copies `src`'s interior into `dst`'s as `place` says.
+/// Re-shapes `dst` for [`place_rows`] with `place`, zeroing what that leaves unwritten.
+fn reset_for(dst: &mut Planes, place: Place, h: usize, w: usize, c: usize, pad: usize) {
+    match place {
+        Place::Same | Place::Upsample => dst.reset_border(h, w, c, pad),
+        Place::Dilate => dst.reset(h, w, c, pad),
+    }
+}
+
 fn place_copy(src: &Planes, dst: &mut Planes, place: Place) {
     place_rows(dst, place, src.w, &|r, out: &mut [f32]| {
         out.copy_from_slice(src.interior_row(r));
@@ -558,10 +686,15 @@ fn place_rows(
         .skip(pad)
         .take(h)
         .for_each_init(
-            || vec![0f32; src_w * c],
-            |buf, (pr, drow)| {
+            // A source row to spread out; rayon calls this per split, so `Same`, which
+            // needs none, allocates nothing.
+            Vec::new,
+            |buf: &mut Vec<f32>, (pr, drow)| {
                 let r = pr - pad;
                 let interior = &mut drow[pad * c..];
+                if place != Place::Same {
+                    buf.resize(src_w * c, 0.0);
+                }
                 match place {
                     Place::Same => row(r, &mut interior[..src_w * c]),
                     Place::Upsample => {

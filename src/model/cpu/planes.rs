@@ -43,7 +43,8 @@ impl Planes {
 
     /// Becomes a copy of `src`, border included.
     pub fn copy_from(&mut self, src: &Planes) {
-        self.reset(src.h, src.w, src.c, src.pad);
+        (self.h, self.w, self.c, self.pad) = (src.h, src.w, src.c, src.pad);
+        self.data.resize_scratch(src.data.len());
         self.data.copy_from_slice(&src.data);
     }
 
@@ -51,6 +52,23 @@ impl Planes {
     pub fn reset(&mut self, h: usize, w: usize, c: usize, pad: usize) {
         (self.h, self.w, self.c, self.pad) = (h, w, c, pad);
         self.data.reset(Self::len_for(h, w, c, pad));
+    }
+
+    /// [`Planes::reset`] for a caller that then writes every interior value: only the
+    /// border and the slack are zeroed. Zeroing the whole buffer before each layer was 5%
+    /// of a stylize (`perf record`: `memset`).
+    pub fn reset_border(&mut self, h: usize, w: usize, c: usize, pad: usize) {
+        (self.h, self.w, self.c, self.pad) = (h, w, c, pad);
+        self.data.resize_scratch(Self::len_for(h, w, c, pad));
+        let (rl, end) = (self.row_len(), (pad + h) * self.row_len());
+        self.data[..pad * rl].fill(0.0);
+        self.data[end..].fill(0.0);
+        if pad > 0 {
+            for row in self.data[pad * rl..end].chunks_exact_mut(rl) {
+                row[..pad * c].fill(0.0);
+                row[(pad + w) * c..].fill(0.0);
+            }
+        }
     }
 
     /// The `w * c` interior values of row `r`.
@@ -106,5 +124,20 @@ mod tests {
         assert_eq!(rows[0], &[4., 3., 4., 5., 4.]);
         assert_eq!(rows[1], &[1., 0., 1., 2., 1.]);
         assert_eq!(rows[3], &[1., 0., 1., 2., 1.]);
+    }
+
+    #[test]
+    fn border_reset_zeroes_all_but_the_interior() {
+        let mut p = Planes::default();
+        p.reset(6, 7, 2, 2);
+        p.data.fill(1.0);
+        p.reset_border(3, 4, 2, 1);
+        assert_eq!(p.data.len(), Planes::len_for(3, 4, 2, 1));
+        let rl = p.row_len();
+        for (i, &v) in p.data.iter().enumerate() {
+            let (r, x) = (i / rl, i % rl / 2);
+            let inside = (1..4).contains(&r) && (1..5).contains(&x);
+            assert_eq!(v, if inside { 1.0 } else { 0.0 }, "row {r} pixel {x}");
+        }
     }
 }
