@@ -1,8 +1,14 @@
-//! Only for GPU builds that must start without the CUDA libraries
-//! (scripts/build-cuda-portable.sh): when `CYCLEGAN_CUDART_STATIC` names
-//! `libcudart_static.a`, the `-lcudart` that candle-kernels asks for finds a linker script
-//! of that name which pulls the static runtime in instead, so the binary does not list
-//! libcudart.so as NEEDED. Every other build is untouched.
+//! Only for GPU builds (`cuda` feature):
+//! - compiles the fused kernels (src/model/fused.cu) to PTX with nvcc (`NVCC`, else
+//!   `$CUDA_HOME/bin/nvcc`, else `nvcc` on PATH), for compute capability 7.5 and up: the
+//!   driver JIT-compiles that small module for the GPU at hand in well under a second;
+//! - for builds that must start without the CUDA libraries
+//!   (scripts/build-cuda-portable.sh): when `CYCLEGAN_CUDART_STATIC` names
+//!   `libcudart_static.a`, the `-lcudart` that candle-kernels asks for finds a linker
+//!   script of that name which pulls the static runtime in instead, so the binary does not
+//!   list libcudart.so as NEEDED.
+//!
+//! Every other build is untouched.
 
 use std::path::PathBuf;
 
@@ -12,6 +18,7 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
+    compile_fused_kernels();
     let Some(archive) = std::env::var_os("CYCLEGAN_CUDART_STATIC") else {
         return;
     };
@@ -31,4 +38,28 @@ fn main() {
     )
     .expect("write the cudart linker script");
     println!("cargo:rustc-link-search=native={}", dir.display());
+}
+
+fn compile_fused_kernels() {
+    const SRC: &str = "src/model/fused.cu";
+    println!("cargo:rerun-if-changed={SRC}");
+    println!("cargo:rerun-if-env-changed=NVCC");
+    println!("cargo:rerun-if-env-changed=CUDA_HOME");
+    let nvcc = std::env::var_os("NVCC")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CUDA_HOME")
+                .map(|h| PathBuf::from(h).join("bin/nvcc"))
+                .filter(|p| p.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("nvcc"));
+    let out =
+        PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("fused.ptx");
+    let status = std::process::Command::new(&nvcc)
+        .args(["--ptx", "-O3", "-arch=compute_75", "-o"])
+        .arg(&out)
+        .arg(SRC)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {} (set NVCC or CUDA_HOME): {e}", nvcc.display()));
+    assert!(status.success(), "{} failed on {SRC}", nvcc.display());
 }

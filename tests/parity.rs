@@ -204,6 +204,38 @@ fn cuda_matches_pytorch() {
     }
 }
 
+/// The fused forward pass (the CUDA engine's, run here through the ops' CPU versions)
+/// against the reference pass, for both layouts, with own, recorded and frozen norms.
+#[test]
+fn fused_pass_matches_reference() {
+    for name in ["el_ngf8_b9.safetensors", "jz_ngf8_b9.pth"] {
+        let g = Weights::read(&fixture(name))
+            .unwrap()
+            .generator(&Device::Cpu, DType::F32)
+            .unwrap();
+        let x = Tensor::randn(0f32, 0.5, (2, 3, 36, 28), &Device::Cpu).unwrap();
+        let reference = g.forward_with(&x, &mut Norms::Own).unwrap();
+        let fused = g.forward_fused(&x, &mut Norms::Own).unwrap();
+        let d = max_abs_diff(&fused, &reference);
+        assert!(d <= 1e-5, "{name}: fused differs by {d}");
+        let mut recorded = Vec::new();
+        let a = g
+            .forward_fused(&x, &mut Norms::Record(&mut recorded))
+            .unwrap();
+        assert_eq!(
+            max_abs_diff(&a, &fused),
+            0.0,
+            "{name}: recording changed the output"
+        );
+        assert_eq!(recorded.len(), g.config().norm_count());
+        let b = g
+            .forward_fused(&x, &mut Norms::Frozen(&recorded, 0))
+            .unwrap();
+        let d = max_abs_diff(&b, &fused);
+        assert!(d <= 1e-6, "{name}: frozen norms differ by {d}");
+    }
+}
+
 /// A smooth synthetic photo-like image: gradients, a few discs, some texture.
 fn synthetic_image(w: u32, h: u32) -> cyclegan::Pixels {
     let mut p = cyclegan::Pixels::new(w, h, 3, cyclegan::image::BitDepth::Eight).unwrap();

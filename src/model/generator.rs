@@ -2,10 +2,11 @@
 //! pytorch-CycleGAN-and-pix2pix layout (ConvTranspose upsampling), which differ only in the
 //! upsampling and in key names.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::conv::{Conv, ConvKind};
+use super::fused;
 use super::layers::{instance_stats, normalize, reflection_pad2d, NormStats};
 
 /// Which published layout a set of weights follows.
@@ -133,6 +134,27 @@ impl Norms<'_> {
         }
     }
 
+    /// The next norm's statistics for the fused ops ([`fused::plane_stats`]' layout),
+    /// measured on `x` unless frozen.
+    fn fused_stats(&mut self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Norms::Own => fused::plane_stats(x),
+            Norms::Record(out) => {
+                let stats = fused::plane_stats(x)?;
+                let (n, c, _, _) = x.dims4()?;
+                out.push(fused::norm_stats(&stats, n, c)?);
+                Ok(stats)
+            }
+            Norms::Frozen(stats, next) => {
+                let s = stats.get(*next).ok_or_else(|| {
+                    candle_core::Error::Msg("fewer recorded norm statistics than norms".into())
+                })?;
+                *next += 1;
+                fused::stats_tensor(s)?.to_device(x.device())
+            }
+        }
+    }
+
     fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
         match self {
             Norms::Own => normalize(x, &instance_stats(x)?),
@@ -228,7 +250,20 @@ impl Generator {
 
     /// The forward pass with instance norms as `norms` says. Height and width must be
     /// multiples of 4 (two stride-2 convolutions); `stylize` pads to that.
+    ///
+    /// On a CUDA device, in f32 and without gradients (inference), it runs the fused ops of
+    /// [`fused`]; otherwise candle's differentiable ones.
     pub fn forward_with(&self, x: &Tensor, norms: &mut Norms) -> Result<Tensor> {
+        let inference = !x.track_op() && !self.head.weight().track_op();
+        if x.device().is_cuda() && x.dtype() == DType::F32 && inference {
+            return self.forward_fused(x, norms);
+        }
+        self.forward_generic(x, norms)
+    }
+
+    /// The forward pass through candle's differentiable ops on any device and dtype: what
+    /// training runs, and the reference for [`Generator::forward_fused`].
+    pub fn forward_generic(&self, x: &Tensor, norms: &mut Norms) -> Result<Tensor> {
         let mut h = self.head.forward(&reflection_pad2d(x, 3)?)?;
         h = norms.apply(&h)?.relu()?;
         for conv in &self.down {
@@ -248,6 +283,45 @@ impl Generator {
             h = norms.apply(&conv.forward(&h)?)?.relu()?;
         }
         self.tail.forward(&reflection_pad2d(&h, 3)?)?.tanh()
+    }
+
+    /// [`Generator::forward_with`] through the fused ops (f32, no gradients): each norm is
+    /// one statistics kernel and one kernel that normalizes, applies ReLU or adds the
+    /// residual, and writes the next convolution's reflection padding. Public so tests can
+    /// run it on the CPU against the reference pass.
+    pub fn forward_fused(&self, x: &Tensor, norms: &mut Norms) -> Result<Tensor> {
+        fn norm(
+            y: &Tensor,
+            norms: &mut Norms,
+            residual: Option<&Tensor>,
+            relu: bool,
+            pad: usize,
+        ) -> Result<Tensor> {
+            fused::norm_act(y, &norms.fused_stats(y)?, residual, relu, pad)
+        }
+        let y = self.head.forward(&fused::reflect_pad(x, 3)?)?;
+        let mut h = norm(&y, norms, None, true, 0)?;
+        for conv in &self.down {
+            let y = conv.forward(&h)?;
+            h = norm(&y, norms, None, true, 0)?;
+        }
+        for block in &self.blocks {
+            let r = block.conv1.forward(&fused::reflect_pad(&h, 1)?)?;
+            let r = norm(&r, norms, None, true, 1)?;
+            let r = block.conv2.forward(&r)?;
+            h = norm(&r, norms, Some(&h), false, 0)?;
+        }
+        for (i, conv) in self.up.iter().enumerate() {
+            if self.config.layout == Layout::Seed {
+                let (_, _, hh, ww) = h.dims4()?;
+                h = h.upsample_nearest2d(hh * 2, ww * 2)?;
+            }
+            let y = conv.forward(&h)?;
+            // The last norm writes the tail's padding too.
+            let pad = if i + 1 == self.up.len() { 3 } else { 0 };
+            h = norm(&y, norms, None, true, pad)?;
+        }
+        self.tail.forward(&h)?.tanh()
     }
 }
 

@@ -4,6 +4,7 @@ pub mod conv;
 pub mod conv_grad;
 pub mod cpu;
 pub mod discriminator;
+pub mod fused;
 pub mod generator;
 pub mod layers;
 
