@@ -2,16 +2,17 @@
 # The prepared GPU check of issue #7 (docs/performance.md), in two steps, so a session lent a
 # GPU machine spends its device minutes running checks rather than building:
 #
-#   here, no GPU needed:  . /tmp/cuda/env-cuda.sh && scripts/gpu-check.sh pack
-#       builds examples/bench_device (`--features cuda`, or the features given after
-#       `pack`), strips it and packs it with xz into .device/ (ignored by git), with
-#       PyTorch's seed generator for the side-by-side figures. The working tree that travels
-#       is ~43 MB, so the carry must stay under ~20 MB: bench_device reads the style from
-#       models/ rather than embedding it as the CLI does.
+#   here, no GPU needed:  . /tmp/cuda/env-cuda.sh && scripts/gpu-check.sh pack [features]
+#       builds examples/bench_device once per cargo feature named (default: cuda cudnn),
+#       strips each and packs them with xz into .device/ (ignored by git), with PyTorch's
+#       seed generator for the side-by-side figures. The working tree that travels is
+#       ~43 MB, so the carry must stay under ~20 MB (6 MB per build): bench_device reads the
+#       style from models/ rather than embedding it as the CLI does.
 #   on the GPU machine:   scripts/gpu-check.sh run        (device tool: carry [".device"])
-#       prints the GPU and driver, then bench_device's first-call time, parity (PyTorch's
-#       vectors, the CPU engine, a whole stylize of examples/rocket.jpg) and timing table
-#       (fused f32, generic f32 and bf16 at 256..2048), then PyTorch's table on the same GPU.
+#       prints the GPU and driver, then for each build bench_device's first-call time,
+#       parity (PyTorch's vectors, the CPU engine, a whole stylize of examples/rocket.jpg)
+#       and timings (fused f32, generic f32 and bf16 at 256..2048), then PyTorch's on the
+#       same GPU. About 5 minutes; the first CUDA call of each build JIT-compiles PTX.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=.device
@@ -19,13 +20,14 @@ dir=.device
 case ${1:-} in
 pack)
     shift
-    features=${*:---features cuda}
+    variants=${*:-cuda cudnn}
     : "${CUDA_HOME:?set CUDA_HOME to a CUDA toolkit (e.g. . /tmp/cuda/env-cuda.sh)}"
-    # shellcheck disable=SC2086 # the features are words
-    cargo build --release $features --example bench_device
     rm -rf "$dir" && mkdir -p "$dir"
-    strip -o "$dir/bench_device" "${CARGO_TARGET_DIR:-target}/release/examples/bench_device"
-    xz -T0 -6 "$dir/bench_device"
+    for v in $variants; do
+        cargo build --release --features "$v" --example bench_device
+        strip -o "$dir/bench_device_$v" "${CARGO_TARGET_DIR:-target}/release/examples/bench_device"
+        xz -T0 -6 "$dir/bench_device_$v"
+    done
     cp scripts/torch_gpu_bench.py "$dir/"
     if [[ -f ../shared/reference/ref_cyclegan.py ]]; then
         cp ../shared/reference/ref_cyclegan.py "$dir/"
@@ -36,10 +38,13 @@ run)
     nv=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
     export LD_LIBRARY_PATH=$nv/cu13/lib:$nv/cudnn/lib:${LD_LIBRARY_PATH:-}
     for f in "$dir"/*.xz; do xz -dkf "$f"; done
-    chmod +x "$dir/bench_device"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
-    echo "== bench_device (cyclegan)"
-    "$dir/bench_device" cuda 256 512 1024 2048
+    for f in "$dir"/bench_device_*.xz; do
+        bin=${f%.xz}
+        chmod +x "$bin"
+        echo "== $(basename "$bin") (cyclegan)"
+        "$bin" cuda 256 512 1024 2048 || echo "$(basename "$bin") failed: $?"
+    done
     echo "== PyTorch on the same GPU"
     if [[ -x /opt/torch/.venv/bin/python && -f $dir/ref_cyclegan.py ]]; then
         /opt/torch/.venv/bin/python "$dir/torch_gpu_bench.py" --sizes 256 512 1024 2048
