@@ -13,19 +13,26 @@ __device__ __forceinline__ int reflect(int i, int n) {
     return m < n ? m : period - m;
 }
 
+// For element i of a planes x (h + 2 pad) x (w + 2 pad) output: its plane, and the index
+// in a planes x h x w input of the pixel that reflection padding puts there.
+__device__ __forceinline__ long long padded_source(long long i, int h, int w, int pad,
+                                                   long long* plane) {
+    int hp = h + 2 * pad, wp = w + 2 * pad;
+    int ox = (int)(i % wp);
+    long long r = i / wp;
+    int oy = (int)(r % hp);
+    *plane = r / hp;
+    return (*plane * h + reflect(oy - pad, h)) * w + reflect(ox - pad, w);
+}
+
 // y: planes x (h + 2 pad) x (w + 2 pad), the reflection padding of x: planes x h x w.
 extern "C" __global__ void reflect_pad_f32(const float* x, float* y, int planes, int h, int w,
                                            int pad) {
-    int hp = h + 2 * pad, wp = w + 2 * pad;
-    long long total = (long long)planes * hp * wp;
+    long long total = (long long)planes * (h + 2 * pad) * (w + 2 * pad);
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
-        int ox = (int)(i % wp);
-        long long r = i / wp;
-        int oy = (int)(r % hp);
-        long long p = r / hp;
-        int sy = reflect(oy - pad, h), sx = reflect(ox - pad, w);
-        y[i] = x[(p * h + sy) * w + sx];
+        long long p;
+        y[i] = x[padded_source(i, h, w, pad, &p)];
     }
 }
 
@@ -67,16 +74,12 @@ extern "C" __global__ void plane_stats_f32(const float* x, float* stats, int pla
 extern "C" __global__ void norm_act_f32(const float* x, const float* stats, const float* residual,
                                         float* y, int planes, int stat_planes, int h, int w,
                                         int pad, int relu, float eps) {
-    int hp = h + 2 * pad, wp = w + 2 * pad;
-    long long total = (long long)planes * hp * wp;
+    long long total = (long long)planes * (h + 2 * pad) * (w + 2 * pad);
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
-        int ox = (int)(i % wp);
-        long long r = i / wp;
-        int oy = (int)(r % hp);
-        long long p = r / hp;
+        long long p;
+        long long at = padded_source(i, h, w, pad, &p);
         int sp = (int)(p % stat_planes);
-        long long at = (p * h + reflect(oy - pad, h)) * w + reflect(ox - pad, w);
         float inv = 1.0f / sqrtf(stats[stat_planes + sp] + eps);
         float v = (x[at] - stats[sp]) * inv;
         if (relu) v = fmaxf(v, 0.0f);

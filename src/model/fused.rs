@@ -16,6 +16,13 @@ use candle_core::{
 };
 
 use super::layers::{reflect_index, NormStats, EPS};
+#[cfg(feature = "cuda")]
+use candle_core::{
+    backend::BackendStorage,
+    cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg},
+    cuda_backend::WrapErr,
+    CudaStorage,
+};
 
 /// The kernels of `fused.cu`, compiled to PTX by build.rs.
 #[cfg(feature = "cuda")]
@@ -98,9 +105,9 @@ fn arg(v: usize) -> Result<i32> {
 
 /// Launch shape of a grid-stride loop over `total` elements.
 #[cfg(feature = "cuda")]
-fn grid(total: usize) -> candle_core::cuda_backend::cudarc::driver::LaunchConfig {
+fn grid(total: usize) -> LaunchConfig {
     const BLOCK: usize = 256;
-    candle_core::cuda_backend::cudarc::driver::LaunchConfig {
+    LaunchConfig {
         grid_dim: (total.div_ceil(BLOCK).clamp(1, 1 << 16) as u32, 1, 1),
         block_dim: (BLOCK as u32, 1, 1),
         shared_mem_bytes: 0,
@@ -109,10 +116,7 @@ fn grid(total: usize) -> candle_core::cuda_backend::cudarc::driver::LaunchConfig
 
 /// The f32 device slice of a contiguous CUDA tensor.
 #[cfg(feature = "cuda")]
-fn cuda_f32<'a>(
-    s: &'a candle_core::CudaStorage,
-    l: &Layout,
-) -> Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>> {
+fn cuda_f32<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f32>> {
     let Some((a, b)) = l.contiguous_offsets() else {
         candle_core::bail!("fused ops take contiguous tensors");
     };
@@ -151,14 +155,7 @@ impl CustomOp1 for ReflectPad {
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s: &candle_core::CudaStorage,
-        l: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
-        use candle_core::cuda_backend::WrapErr;
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
         let dev = s.device().clone();
         let (n, c, h, w) = dims4(l)?;
         let shape = self.out_shape(l)?;
@@ -172,7 +169,7 @@ impl CustomOp1 for ReflectPad {
         candle_core::builder_arg!(b, arg(n * c)?, arg(h)?, arg(w)?, arg(self.pad)?);
         // SAFETY: the arguments match the kernel's signature.
         unsafe { b.launch(grid(shape.elem_count())) }.w()?;
-        Ok((candle_core::CudaStorage::wrap_cuda_slice(y, dev), shape))
+        Ok((CudaStorage::wrap_cuda_slice(y, dev), shape))
     }
 }
 
@@ -202,14 +199,7 @@ impl CustomOp1 for PlaneStats {
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s: &candle_core::CudaStorage,
-        l: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-        use candle_core::cuda_backend::WrapErr;
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
         let dev = s.device().clone();
         let (n, c, h, w) = dims4(l)?;
         let planes = n * c;
@@ -229,7 +219,7 @@ impl CustomOp1 for PlaneStats {
         // SAFETY: the arguments match the kernel's signature; 256 is a power of two.
         unsafe { b.launch(cfg) }.w()?;
         Ok((
-            candle_core::CudaStorage::wrap_cuda_slice(y, dev),
+            CudaStorage::wrap_cuda_slice(y, dev),
             Shape::from((2, planes)),
         ))
     }
@@ -293,13 +283,10 @@ impl NormAct {
     #[cfg(feature = "cuda")]
     fn cuda(
         &self,
-        x: (&candle_core::CudaStorage, &Layout),
-        stats: (&candle_core::CudaStorage, &Layout),
-        residual: Option<(&candle_core::CudaStorage, &Layout)>,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use candle_core::backend::BackendStorage;
-        use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
-        use candle_core::cuda_backend::WrapErr;
+        x: (&CudaStorage, &Layout),
+        stats: (&CudaStorage, &Layout),
+        residual: Option<(&CudaStorage, &Layout)>,
+    ) -> Result<(CudaStorage, Shape)> {
         let (shape, sp) = self.check(x.1, stats.1)?;
         let (n, c, h, w) = dims4(x.1)?;
         let dev = x.0.device().clone();
@@ -329,7 +316,7 @@ impl NormAct {
         );
         // SAFETY: the arguments match the kernel's signature.
         unsafe { b.launch(grid(shape.elem_count())) }.w()?;
-        Ok((candle_core::CudaStorage::wrap_cuda_slice(y, dev), shape))
+        Ok((CudaStorage::wrap_cuda_slice(y, dev), shape))
     }
 }
 
@@ -351,11 +338,11 @@ impl CustomOp2 for NormAct {
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
-        s1: &candle_core::CudaStorage,
+        s1: &CudaStorage,
         l1: &Layout,
-        s2: &candle_core::CudaStorage,
+        s2: &CudaStorage,
         l2: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
+    ) -> Result<(CudaStorage, Shape)> {
         self.cuda((s1, l1), (s2, l2), None)
     }
 }
@@ -380,13 +367,13 @@ impl CustomOp3 for NormAct {
     #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
-        s1: &candle_core::CudaStorage,
+        s1: &CudaStorage,
         l1: &Layout,
-        s2: &candle_core::CudaStorage,
+        s2: &CudaStorage,
         l2: &Layout,
-        s3: &candle_core::CudaStorage,
+        s3: &CudaStorage,
         l3: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
+    ) -> Result<(CudaStorage, Shape)> {
         self.cuda((s1, l1), (s2, l2), Some((s3, l3)))
     }
 }

@@ -291,7 +291,15 @@ pub(super) fn conv(
                 };
                 sc.fit(c, n);
                 let ty0 = item * group;
-                tile_rows(src, t, geo, ty0..th.min(ty0 + group), out, sc);
+                let rows = ty0..th.min(ty0 + group);
+                tile_rows(Job {
+                    src,
+                    t,
+                    geo,
+                    rows,
+                    out,
+                    sc,
+                });
                 measure.then(|| {
                     let valid = ho.saturating_sub(ty0 * M).min(group * M);
                     super::channel_sums(&out[..valid * wo * n], n)
@@ -312,69 +320,60 @@ thread_local! {
 /// built for baseline x86-64 (SSE2), where the tile transforms took a fifth of the time;
 /// the matrix products dispatch on their own (`gemm`). Every build computes the same
 /// values: Rust never fuses a multiply and an add unless told to.
-fn tile_rows(
-    src: &Planes,
-    t: &Transformed,
-    geo: Geometry,
-    rows: Range<usize>,
-    out: &mut [f32],
-    sc: &mut Scratch,
-) {
+fn tile_rows(job: Job) {
     #[cfg(test)]
     if PORTABLE.with(|p| p.get()) {
-        return tile_row_body(src, t, geo, rows, out, sc);
+        return tile_rows_body(job);
     }
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the feature the function is compiled for.
-            return unsafe { tile_row_avx512(src, t, geo, rows, out, sc) };
+            return unsafe { tile_rows_avx512(job) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: as above.
-            return unsafe { tile_row_avx2(src, t, geo, rows, out, sc) };
+            return unsafe { tile_rows_avx2(job) };
         }
     }
-    tile_row_body(src, t, geo, rows, out, sc)
+    tile_rows_body(job)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn tile_row_avx512(
-    src: &Planes,
-    t: &Transformed,
-    geo: Geometry,
-    rows: Range<usize>,
-    out: &mut [f32],
-    sc: &mut Scratch,
-) {
-    tile_row_body(src, t, geo, rows, out, sc)
+fn tile_rows_avx512(job: Job) {
+    tile_rows_body(job)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn tile_row_avx2(
-    src: &Planes,
-    t: &Transformed,
-    geo: Geometry,
-    rows: Range<usize>,
-    out: &mut [f32],
-    sc: &mut Scratch,
-) {
-    tile_row_body(src, t, geo, rows, out, sc)
+fn tile_rows_avx2(job: Job) {
+    tile_rows_body(job)
 }
 
-/// Tile rows `rows`, whose `M` output rows each are `out`: input transforms of `TILES`
-/// tiles at a time, one product per transform point, output transforms.
-#[inline(always)]
-fn tile_row_body(
-    src: &Planes,
-    t: &Transformed,
+/// One work item of [`conv`]: tile rows `rows` of the output, whose `M` output rows each
+/// are `out`.
+struct Job<'a> {
+    src: &'a Planes,
+    t: &'a Transformed,
     geo: Geometry,
     rows: Range<usize>,
-    out: &mut [f32],
-    sc: &mut Scratch,
-) {
+    out: &'a mut [f32],
+    sc: &'a mut Scratch,
+}
+
+/// Input transforms of `TILES` tiles at a time, one product per transform point, output
+/// transforms.
+#[inline(always)]
+fn tile_rows_body(job: Job) {
+    let Job {
+        src,
+        t,
+        geo,
+        rows,
+        out,
+        sc,
+    } = job;
     let (c, n) = (t.cin, t.cout);
     let (ty0, tiles) = (rows.start, rows.len() * geo.tw);
     // Tile i of the rows is (ty0 + i / tw, i % tw).
