@@ -1,7 +1,7 @@
 //! Only for GPU builds (`cuda` feature):
 //! - compiles the fused kernels (src/model/fused.cu) to PTX with nvcc (`NVCC`, else
-//!   `$CUDA_HOME/bin/nvcc`, else `nvcc` on PATH), for compute capability 7.5 and up: the
-//!   driver JIT-compiles that small module for the GPU at hand in well under a second;
+//!   `$CUDA_HOME/bin/nvcc`, else `nvcc` on PATH), for compute capability 7.5 and up (the
+//!   driver JIT-compiles this small module for the GPU at hand on first use);
 //! - for builds that must start without the CUDA libraries
 //!   (scripts/build-cuda-portable.sh): when `CYCLEGAN_CUDART_STATIC` names
 //!   `libcudart_static.a`, the `-lcudart` that candle-kernels asks for finds a linker

@@ -96,7 +96,7 @@ fn dims4(l: &Layout) -> Result<(usize, usize, usize, usize)> {
     l.shape().dims4()
 }
 
-/// `u32` kernel arguments, checked: the kernels index with 32-bit sizes.
+/// A size as the kernels' `int` argument, checked: they index planes with 32-bit sizes.
 #[cfg(feature = "cuda")]
 fn arg(v: usize) -> Result<i32> {
     i32::try_from(v)

@@ -86,6 +86,15 @@ pub enum Norms<'a> {
     Frozen(&'a [NormStats], usize),
 }
 
+/// The next of `stats`, recorded by an earlier pass, moving `next` past it.
+fn take_frozen<'s>(stats: &'s [NormStats], next: &mut usize) -> Result<&'s NormStats> {
+    let s = stats.get(*next).ok_or_else(|| {
+        candle_core::Error::Msg("fewer recorded norm statistics than norms".into())
+    })?;
+    *next += 1;
+    Ok(s)
+}
+
 impl Norms<'_> {
     /// Whether the next norm measures its statistics (false when they are frozen), so an
     /// engine that fuses the measurement into its convolution can skip it.
@@ -113,10 +122,7 @@ impl Norms<'_> {
                 Ok((mean, var))
             }
             Norms::Frozen(stats, next) => {
-                let s = stats.get(*next).ok_or_else(|| {
-                    candle_core::Error::Msg("fewer recorded norm statistics than norms".into())
-                })?;
-                *next += 1;
+                let s = take_frozen(stats, next)?;
                 let read = |t: &Tensor| -> Result<Vec<f32>> {
                     t.to_dtype(candle_core::DType::F32)?
                         .flatten_all()?
@@ -146,10 +152,7 @@ impl Norms<'_> {
                 Ok(stats)
             }
             Norms::Frozen(stats, next) => {
-                let s = stats.get(*next).ok_or_else(|| {
-                    candle_core::Error::Msg("fewer recorded norm statistics than norms".into())
-                })?;
-                *next += 1;
+                let s = take_frozen(stats, next)?;
                 fused::stats_tensor(s)?.to_device(x.device())
             }
         }
@@ -165,10 +168,7 @@ impl Norms<'_> {
                 Ok(y)
             }
             Norms::Frozen(stats, next) => {
-                let s = stats.get(*next).ok_or_else(|| {
-                    candle_core::Error::Msg("fewer recorded norm statistics than norms".into())
-                })?;
-                *next += 1;
+                let s = take_frozen(stats, next)?;
                 normalize(x, s)
             }
         }

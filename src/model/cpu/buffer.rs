@@ -120,12 +120,8 @@ impl Buf {
     /// Makes the buffer exactly `n` long, keeping the allocation and whatever it held
     /// there: for callers that write every value before reading it.
     pub fn resize_scratch(&mut self, n: usize) {
-        if self.cap >= n {
-            self.fill_zeros(n);
-            self.len = n;
-        } else {
-            *self = Self::zeroed(n);
-        }
+        self.grow(n);
+        self.len = n;
     }
 
     /// Zeroes `len..n` in parallel and makes `n` the length.

@@ -120,7 +120,7 @@ fn tap_index(
     k: usize,
     cin: usize,
     cout: usize,
-) -> impl Fn(usize, usize, usize, usize) -> usize + Sync {
+) -> impl Fn(usize, usize, usize, usize) -> usize {
     move |dy, dx, ci, co| {
         if transposed {
             ((ci * cout + co) * k + (k - 1 - dy)) * k + (k - 1 - dx)
@@ -655,7 +655,6 @@ fn place_normalized(
     });
 }
 
-/// Copies `src`'s interior into `dst`'s as `place` says.
 /// Re-shapes `dst` for [`place_rows`] with `place`, zeroing what that leaves unwritten.
 fn reset_for(dst: &mut Planes, place: Place, h: usize, w: usize, c: usize, pad: usize) {
     match place {
@@ -664,6 +663,7 @@ fn reset_for(dst: &mut Planes, place: Place, h: usize, w: usize, c: usize, pad: 
     }
 }
 
+/// Copies `src`'s interior into `dst`'s as `place` says.
 fn place_copy(src: &Planes, dst: &mut Planes, place: Place) {
     place_rows(dst, place, src.w, &|r, out: &mut [f32]| {
         out.copy_from_slice(src.interior_row(r));

@@ -113,8 +113,8 @@ impl Transformed {
     /// Makes this the transform of a `cin x cout` kernel, reusing the buffer when it is
     /// large enough. `taps(p0, len, block)` fills `block[tap * block.len() / 9 + j]` with
     /// tap `dy * 3 + dx` of channel pair `p0 + j` (pair `ci * cout + co`) for `j < len`, so
-    /// the kernel is read straight from the stored tensor (each pair's 9 taps together)
-    /// without an f32 copy of it. Separable (`G g` then `· Gᵀ`), blocked over channel pairs
+    /// the caller reads the kernel in its stored order (each pair's 9 taps together).
+    /// Separable (`G g` then `· Gᵀ`), blocked over channel pairs
     /// so it streams the kernel once, and parallel over the blocks: a model's first call
     /// transforms every layer as it reaches it (see `CpuGenerator`), so this is start-up.
     pub fn fill(
