@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{Device, Module, Tensor};
-use cyclegan::model::Norms;
+use cyclegan::engine::Stats;
 use cyclegan::{Backend, Model};
 
 /// Multiply-accumulates of one forward on an `h x w` image, as `gen_macs` in
@@ -121,9 +121,9 @@ fn main() {
     let t = Instant::now();
     let model = Model::load("monet", Backend::Cpu).expect("shipped style loads");
     let load = t.elapsed().as_secs_f64();
-    let fast = model.cpu_generator().expect("CPU model");
+    let fast = model.engine();
     let t = Instant::now();
-    cyclegan::model::CpuGenerator::new(model.generator().unwrap()).unwrap();
+    cyclegan::engine::cpu_engine(model.reference_generator().unwrap()).unwrap();
     let pack = t.elapsed().as_secs_f64();
     let cfg = model.config();
     let torch = if torch {
@@ -146,13 +146,14 @@ fn main() {
         let planar: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
         reset_peak_rss();
         let tf = median_secs(reps, || {
-            fast.forward_planar(&planar, s, s, &mut Norms::Own).unwrap();
+            fast.forward(&planar, s, s, Stats::Measure, &mut |_, _| true)
+                .unwrap();
         });
         let rss = peak_rss_mib();
         let gflops = 2.0 * gen_macs(s, s, cfg.blocks, cfg.ngf) / tf / 1e9;
         let tc = (s <= candle_max).then(|| {
             median_secs(reps.min(3), || {
-                model.generator().unwrap().forward(&x).unwrap();
+                model.reference_generator().unwrap().forward(&x).unwrap();
             })
         });
         let tt = torch

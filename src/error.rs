@@ -1,5 +1,6 @@
 //! One error type for the whole crate. Every variant says what went wrong and, where it
-//! helps, what to do; `status()` maps it onto the C ABI's status codes so the two never drift.
+//! helps, what to do; `capi::status::status_of` maps it onto the C ABI's status codes with
+//! an exhaustive match, so the two never drift.
 
 use std::path::PathBuf;
 
@@ -35,6 +36,10 @@ pub enum Error {
     /// The progress callback asked to stop.
     #[error("cancelled")]
     Cancelled,
+
+    /// The compute engine failed (a device error, an internal inconsistency).
+    #[error("compute error: {0}")]
+    Compute(String),
 
     /// An error from the tensor library (shape mismatch, device failure).
     #[error("tensor error: {0}")]

@@ -24,7 +24,7 @@ use ::image::{
 };
 
 use crate::error::{Error, Result};
-use crate::image::{from_u16, from_u8, sample_count, sanitize, to_u16, to_u8, BitDepth, Pixels};
+use crate::pixels::{from_u16, from_u8, sample_count, sanitize, to_u16, to_u8, BitDepth, Pixels};
 
 /// Human-readable list used in every "unsupported" message so users learn what works.
 const SUPPORTED_READ: &str = "PNG, JPEG, TIFF and WebP";

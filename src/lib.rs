@@ -8,18 +8,19 @@
 
 pub mod capi;
 pub mod device;
+pub mod engine;
 pub mod error;
-pub mod image;
 pub mod io;
 pub mod model;
+pub mod pipeline;
+pub mod pixels;
 pub mod style;
-pub mod stylize;
 pub mod train;
 pub mod weights;
 
 pub use device::Backend;
 pub use error::{Error, Result};
-pub use image::Pixels;
+pub use pipeline::{stylize, Scale, StylizeOptions};
+pub use pixels::Pixels;
 pub use style::{Model, DEFAULT_STYLE};
-pub use stylize::{stylize, Scale, StylizeOptions};
 pub use train::{TrainConfig, Trainer};

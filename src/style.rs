@@ -7,9 +7,10 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{DType, Device};
 
-use crate::device::{compute_dtype, Backend};
+use crate::device::Backend;
+use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::model::{CpuGenerator, Generator, GeneratorConfig};
+use crate::model::{Generator, GeneratorConfig};
 use crate::weights::{GeneratorWeights, Weights};
 
 /// Shipped styles: name, menu label, weights.
@@ -39,23 +40,20 @@ pub fn style_label(name: &str) -> Option<&'static str> {
 /// many threads at once.
 #[derive(Debug, Clone)]
 pub struct Model {
-    /// The weights as stored (f16 for the shipped styles).
+    /// The weights as stored (f16 for the shipped styles), for the reference network.
     source: GeneratorWeights,
-    /// The candle network in the compute dtype: built at load on a GPU, where it does the
-    /// work; on the CPU, where the fast path does, only when something asks for it, which
-    /// keeps start-up time and memory down.
-    generator: OnceLock<Generator>,
-    /// The same weights packed for the CPU fast path, present when the model runs on the CPU.
-    cpu: Option<Arc<CpuGenerator>>,
-    device: Device,
-    dtype: DType,
+    /// The backend's engine, which does the work.
+    engine: Arc<dyn Engine>,
+    /// The candle network on the CPU, built only when something asks for the reference.
+    reference: OnceLock<Generator>,
     metadata: BTreeMap<String, String>,
 }
 
 impl Model {
-    /// Loads a shipped style by name (`"monet"`) or a `.safetensors` / `.pth` file by path.
+    /// Loads a shipped style by name (`"monet"`, any case) or a `.safetensors` / `.pth`
+    /// file by path.
     pub fn load(name_or_path: &str, backend: Backend) -> Result<Self> {
-        if let Some((_, _, bytes)) = SHIPPED.iter().find(|(n, _, _)| *n == name_or_path) {
+        if let Some(bytes) = shipped_bytes(name_or_path) {
             return Self::from_bytes(bytes, backend);
         }
         let path = Path::new(name_or_path);
@@ -75,54 +73,39 @@ impl Model {
     }
 
     pub fn from_weights(weights: &Weights, backend: Backend) -> Result<Self> {
-        let device = backend.device()?;
-        let dtype = compute_dtype(&device);
         let source = weights.generator_weights()?;
-        let generator = OnceLock::new();
-        let cpu = if device.is_cpu() {
-            // Packing converts each layer itself, so a network in the stored dtype (no copy)
-            // serves, and it also checks every shape.
-            let stored = source.build(&device, source.stored_dtype())?;
-            Some(Arc::new(CpuGenerator::new(&stored)?))
-        } else {
-            let _ = generator.set(source.build(&device, dtype)?);
-            None
-        };
+        let engine = crate::engine::load(&source, backend)?;
         Ok(Self {
             source,
-            generator,
-            cpu,
-            device,
-            dtype,
+            engine: Arc::from(engine),
+            reference: OnceLock::new(),
             metadata: weights.metadata.clone(),
         })
     }
 
-    /// The candle network (the reference implementation on the CPU, the engine on a GPU).
-    pub fn generator(&self) -> Result<&Generator> {
-        if let Some(g) = self.generator.get() {
-            return Ok(g);
-        }
-        let built = self.source.build(&self.device, self.dtype)?;
-        // Two threads racing here each build one; one is kept.
-        Ok(self.generator.get_or_init(|| built))
+    /// The engine that runs this model's forward passes.
+    pub fn engine(&self) -> &dyn Engine {
+        &*self.engine
     }
 
-    /// The CPU fast path; `None` when the model lives on a GPU.
-    pub fn cpu_generator(&self) -> Option<&CpuGenerator> {
-        self.cpu.as_deref()
+    /// Where this model runs, as users see it ("cpu", "cuda", ...).
+    pub fn backend_name(&self) -> String {
+        self.engine.describe()
+    }
+
+    /// The candle network on the CPU in f32: the reference the engines are tested against.
+    #[doc(hidden)]
+    pub fn reference_generator(&self) -> Result<&Generator> {
+        if let Some(g) = self.reference.get() {
+            return Ok(g);
+        }
+        let built = self.source.build(&Device::Cpu, DType::F32)?;
+        // Two threads racing here each build one; one is kept.
+        Ok(self.reference.get_or_init(|| built))
     }
 
     pub fn config(&self) -> GeneratorConfig {
         self.source.config()
-    }
-
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
-    pub fn dtype(&self) -> DType {
-        self.dtype
     }
 
     /// Metadata stored in the style file (direction, training settings...).
@@ -131,10 +114,15 @@ impl Model {
     }
 }
 
-/// The parsed weights of a shipped style, for `info`.
-pub fn shipped_weights(name: &str) -> Option<crate::Result<Weights>> {
+/// The weights of a shipped style, by name in any case.
+fn shipped_bytes(name: &str) -> Option<&'static [u8]> {
     SHIPPED
         .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, _, b)| Weights::from_bytes(b))
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, _, b)| *b)
+}
+
+/// The parsed weights of a shipped style, for `info`.
+pub fn shipped_weights(name: &str) -> Option<crate::Result<Weights>> {
+    shipped_bytes(name).map(Weights::from_bytes)
 }

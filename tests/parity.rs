@@ -4,8 +4,9 @@ mod common;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
-use common::{fixture, load_tensors, max_abs_diff, shared};
-use cyclegan::model::{CpuGenerator, Discriminator, GeneratorConfig, Layout, Norms};
+use common::{fixture, load_tensors, max_abs_diff, run_engine, shared, Norm};
+use cyclegan::engine::cpu_engine;
+use cyclegan::model::{Discriminator, GeneratorConfig, Layout, Norms};
 use cyclegan::weights::Weights;
 
 /// Runs every `input_i` of `parity` through the generator in `model` and checks `output_i`,
@@ -13,12 +14,12 @@ use cyclegan::weights::Weights;
 fn check_generator(model: &std::path::Path, parity: &std::path::Path, tol: f32) -> usize {
     let weights = Weights::read(model).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
     let g = weights.generator(&Device::Cpu, DType::F32).unwrap();
-    let fast = CpuGenerator::new(&g).unwrap();
+    let fast = cpu_engine(&g).unwrap();
     let vectors = load_tensors(parity);
     let mut n = 0;
     while let Some(input) = vectors.get(&format!("input_{n}")) {
         let want = &vectors[&format!("output_{n}")];
-        let got = fast.forward(input, &mut Norms::Own).unwrap();
+        let got = run_engine(&*fast, input, Norm::Measure);
         let d = max_abs_diff(&got, want);
         eprintln!(
             "fast path {} input_{n}: max abs diff {d:.2e}",
@@ -111,16 +112,15 @@ fn shipped_monet_is_the_reference_generator() {
     };
     let vectors = load_tensors(&parity);
     let model = cyclegan::Model::load("monet", cyclegan::Backend::Cpu).unwrap();
-    let fast = model
-        .cpu_generator()
-        .expect("a CPU model has the fast path");
+    let fast = model.engine();
+    assert_eq!(fast.describe(), "cpu");
     for i in 0..2 {
         let input = &vectors[&format!("input_{i}")];
         let want = &vectors[&format!("output_{i}")];
-        let got = model.generator().unwrap().forward(input).unwrap();
+        let got = model.reference_generator().unwrap().forward(input).unwrap();
         let d = max_abs_diff(&got, want);
         assert!(d <= 1e-3, "reference input_{i}: max abs diff {d}");
-        let got = fast.forward(input, &mut Norms::Own).unwrap();
+        let got = run_engine(fast, input, Norm::Measure);
         let d = max_abs_diff(&got, want);
         assert!(
             d <= 1e-3,
@@ -238,7 +238,7 @@ fn fused_pass_matches_reference() {
 
 /// A smooth synthetic photo-like image: gradients, a few discs, some texture.
 fn synthetic_image(w: u32, h: u32) -> cyclegan::Pixels {
-    let mut p = cyclegan::Pixels::new(w, h, 3, cyclegan::image::BitDepth::Eight).unwrap();
+    let mut p = cyclegan::Pixels::new(w, h, 3, cyclegan::pixels::BitDepth::Eight).unwrap();
     for y in 0..h {
         for x in 0..w {
             let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
@@ -257,22 +257,43 @@ fn synthetic_image(w: u32, h: u32) -> cyclegan::Pixels {
 fn fast_path_recorded_and_frozen_norms_match_own() {
     let weights = Weights::read(&fixture("el_ngf8_b9.safetensors")).unwrap();
     let g = weights.generator(&Device::Cpu, DType::F32).unwrap();
-    let fast = CpuGenerator::new(&g).unwrap();
+    let fast = cpu_engine(&g).unwrap();
     let x = Tensor::randn(0f32, 0.5, (1, 3, 48, 64), &Device::Cpu).unwrap();
-    let own = fast.forward(&x, &mut Norms::Own).unwrap();
+    let own = run_engine(&*fast, &x, Norm::Measure);
     let mut stats = Vec::new();
-    let rec = fast.forward(&x, &mut Norms::Record(&mut stats)).unwrap();
+    let rec = run_engine(&*fast, &x, Norm::Record(&mut stats));
     assert_eq!(stats.len(), g.config().norm_count());
     assert_eq!(max_abs_diff(&own, &rec), 0.0);
-    let frozen = fast.forward(&x, &mut Norms::Frozen(&stats, 0)).unwrap();
+    let frozen = run_engine(&*fast, &x, Norm::Given(&stats));
     let d = max_abs_diff(&own, &frozen);
     assert!(d <= 1e-5, "frozen vs own: {d}");
-    // Statistics recorded by candle drive the fast path the same way.
+    // Statistics recorded by the candle engine drive the CPU engine the same way, and
+    // the other way round: the boundary carries plain arrays both understand.
+    let reference = cyclegan::engine::candle_engine(&g).unwrap();
     let mut cstats = Vec::new();
-    g.forward_with(&x, &mut Norms::Record(&mut cstats)).unwrap();
-    let frozen = fast.forward(&x, &mut Norms::Frozen(&cstats, 0)).unwrap();
+    let by_candle = run_engine(&*reference, &x, Norm::Record(&mut cstats));
+    assert!(max_abs_diff(&own, &by_candle) <= 1e-4);
+    let frozen = run_engine(&*fast, &x, Norm::Given(&cstats));
     let d = max_abs_diff(&own, &frozen);
     assert!(d <= 1e-4, "frozen on candle's statistics vs own: {d}");
+    let frozen = run_engine(&*reference, &x, Norm::Given(&stats));
+    let d = max_abs_diff(&own, &frozen);
+    assert!(
+        d <= 1e-4,
+        "candle on the CPU engine's statistics vs own: {d}"
+    );
+    // Too few given statistics are an error, not a panic.
+    let planar = vec![0f32; 3 * 48 * 64];
+    let err = fast
+        .forward(
+            &planar,
+            64,
+            48,
+            cyclegan::engine::Stats::Given(&stats[..3]),
+            &mut |_, _| true,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("3 norm statistics"), "{err}");
 }
 
 /// The fast path keeps its buffers from call to call: a call after a larger or a smaller
@@ -285,12 +306,12 @@ fn fast_path_reused_buffers_change_nothing() {
     let big = Tensor::randn(0f32, 0.5, (1, 3, 64, 72), &Device::Cpu).unwrap();
     let small = Tensor::randn(0f32, 0.5, (1, 3, 16, 20), &Device::Cpu).unwrap();
     let first = |t: &Tensor| {
-        let fresh = CpuGenerator::new(&g).unwrap();
-        fresh.forward(t, &mut Norms::Own).unwrap()
+        let fresh = cpu_engine(&g).unwrap();
+        run_engine(&*fresh, t, Norm::Measure)
     };
-    let fast = CpuGenerator::new(&g).unwrap();
+    let fast = cpu_engine(&g).unwrap();
     for t in [&x, &big, &x, &small, &big, &x] {
-        let again = fast.forward(t, &mut Norms::Own).unwrap();
+        let again = run_engine(&*fast, t, Norm::Measure);
         assert_eq!(max_abs_diff(&first(t), &again), 0.0, "{:?}", t.dims());
         let d = max_abs_diff(&g.forward(t).unwrap(), &again);
         assert!(d <= 1e-4, "{:?}: {d} from the candle generator", t.dims());
@@ -306,37 +327,55 @@ fn tiled_matches_whole_image() {
     let img = synthetic_image(1024, 768);
     let whole = cyclegan::StylizeOptions {
         scale: cyclegan::Scale::Fraction(1.0),
-        tile: 1024,
+        max_memory: Some(8 << 30),
         ..Default::default()
     };
+    // Forced 512-px tiles, and the tiles a 400 MiB budget leaves room for.
     let tiled = cyclegan::StylizeOptions {
-        tile: cyclegan::stylize::DEFAULT_TILE,
+        tile: Some(512),
         ..whole
     };
+    let budget = cyclegan::StylizeOptions {
+        max_memory: Some(400 << 20),
+        ..whole
+    };
+    let plan =
+        |o: &cyclegan::StylizeOptions| cyclegan::pipeline::run_plan(&model, 1024, 768, o).unwrap();
+    assert_eq!(plan(&whole).tile, None, "8 GiB runs 1024x768 whole");
+    assert_eq!(plan(&tiled).tile, Some(512));
+    assert_eq!(
+        plan(&tiled).stats_scale,
+        1.0,
+        "statistics from the whole image"
+    );
+    let small = plan(&budget);
+    let side = small.tile.expect("400 MiB tiles 1024x768");
+    assert!((256..1024).contains(&side), "{small:?}");
     let a = cyclegan::stylize(&model, &img, &whole, &mut |_| true).unwrap();
-    let mut calls = 0;
-    let b = cyclegan::stylize(&model, &img, &tiled, &mut |_| {
-        calls += 1;
+    let mut last = 0.0;
+    let c = cyclegan::stylize(&model, &img, &budget, &mut |f| {
+        assert!(f >= last, "progress went back from {last} to {f}");
+        last = f;
         true
     })
     .unwrap();
-    assert!(
-        calls > 4,
-        "the tiled run should report several tiles, got {calls}"
-    );
-    let mad = a
-        .data
-        .iter()
-        .zip(&b.data)
-        .map(|(x, y)| (x - y).abs())
-        .sum::<f32>()
-        / a.data.len() as f32;
-    eprintln!(
-        "tiled vs whole: mean abs diff {mad} ({:.3} levels)",
-        mad * 255.0
-    );
-    assert!(
-        mad <= 1.0 / 255.0,
-        "tiled vs whole mean abs diff {mad} > 1/255"
-    );
+    assert!((last - 1.0).abs() < 1e-4, "progress ended at {last}");
+    let b = cyclegan::stylize(&model, &img, &tiled, &mut |_| true).unwrap();
+    for (name, other, bound) in [
+        ("512-px tiles", &b, 1.0 / 255.0),
+        ("budget tiles", &c, 1.0 / 255.0),
+    ] {
+        let mad = a
+            .data
+            .iter()
+            .zip(&other.data)
+            .map(|(x, y)| (x - y).abs())
+            .sum::<f32>()
+            / a.data.len() as f32;
+        eprintln!(
+            "{name} ({small:?}): mean abs diff from whole {:.4} levels",
+            mad * 255.0
+        );
+        assert!(mad <= bound, "{name}: mean abs diff {mad}");
+    }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use cyclegan::image::{BitDepth, Pixels};
+use cyclegan::pixels::{BitDepth, Pixels};
 use cyclegan::{stylize, Backend, Error, Model, Scale, StylizeOptions};
 
 fn small_model() -> Model {
@@ -42,7 +42,8 @@ fn mean_abs_diff(a: &Pixels, b: &Pixels) -> f32 {
         / a.data.len() as f32
 }
 
-fn native(tile: u32) -> StylizeOptions {
+/// Native scale; `tile` forces tiles, `None` lets the memory plan choose.
+fn native(tile: Option<u32>) -> StylizeOptions {
     StylizeOptions {
         scale: Scale::Fraction(1.0),
         tile,
@@ -54,17 +55,15 @@ fn native(tile: u32) -> StylizeOptions {
 fn tiled_matches_whole_image_within_one_level() {
     let model = small_model();
     let img = picture(400, 300, 3);
-    let whole = stylize(&model, &img, &native(1024), &mut |_| true).unwrap();
-    let mut calls = 0;
-    let tiled = stylize(&model, &img, &native(256), &mut |_| {
-        calls += 1;
-        true
-    })
-    .unwrap();
-    assert!(
-        calls > 4,
-        "the 256-px setting must tile 400x300 (got {calls} progress calls)"
+    let plan = |o: &StylizeOptions| cyclegan::pipeline::run_plan(&model, 400, 300, o).unwrap();
+    assert_eq!(
+        plan(&native(None)).tile,
+        None,
+        "400x300 fits the default budget"
     );
+    assert_eq!(plan(&native(Some(256))).tile, Some(256));
+    let whole = stylize(&model, &img, &native(None), &mut |_| true).unwrap();
+    let tiled = stylize(&model, &img, &native(Some(256)), &mut |_| true).unwrap();
     let mad = mean_abs_diff(&whole, &tiled);
     assert!(mad <= 1.0 / 255.0, "tiled vs whole mean abs diff {mad}");
 }
@@ -74,21 +73,30 @@ fn progress_rises_to_one_and_cancel_stops() {
     let model = small_model();
     let img = picture(300, 200, 4);
     let mut seen = Vec::new();
-    stylize(&model, &img, &native(128), &mut |f| {
-        seen.push(f);
-        true
-    })
-    .unwrap();
-    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
-    assert_eq!(*seen.last().unwrap(), 1.0);
+    for tile in [None, Some(160)] {
+        // One piece reports each layer; tiles report each layer of each tile.
+        seen.clear();
+        stylize(&model, &img, &native(tile), &mut |f| {
+            seen.push(f);
+            true
+        })
+        .unwrap();
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+        assert!(
+            seen.len() >= 20,
+            "{tile:?}: per-layer progress, got {seen:?}"
+        );
+        assert_eq!(*seen.last().unwrap(), 1.0);
 
-    let mut calls = 0;
-    let r = stylize(&model, &img, &native(128), &mut |_| {
-        calls += 1;
-        calls < 3
-    });
-    assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
-    assert_eq!(calls, 3, "stops at the first refusal");
+        // Cancel is prompt inside a single piece: the next layer does not start.
+        let mut calls = 0;
+        let r = stylize(&model, &img, &native(tile), &mut |_| {
+            calls += 1;
+            calls < 3
+        });
+        assert!(matches!(r, Err(Error::Cancelled)), "{r:?}");
+        assert_eq!(calls, 3, "stops at the first refusal");
+    }
 }
 
 #[test]
@@ -142,7 +150,11 @@ fn bad_options_are_refused() {
             ..Default::default()
         },
         StylizeOptions {
-            tile: 8,
+            tile: Some(8),
+            ..Default::default()
+        },
+        StylizeOptions {
+            max_memory: Some(1 << 20),
             ..Default::default()
         },
     ] {
@@ -158,7 +170,7 @@ fn bad_options_are_refused() {
 fn tiny_images_work() {
     let model = small_model();
     for (w, h) in [(1, 1), (2, 7), (5, 3)] {
-        let out = stylize(&model, &picture(w, h, 3), &native(512), &mut |_| true).unwrap();
+        let out = stylize(&model, &picture(w, h, 3), &native(None), &mut |_| true).unwrap();
         assert_eq!((out.width, out.height), (w, h));
         assert!(out.data.iter().all(|v| v.is_finite()));
     }
@@ -166,12 +178,18 @@ fn tiny_images_work() {
 
 #[test]
 fn large_image_tiles_without_seams() {
-    // 1.3 MP at native scale: statistics come from a downscaled copy (so the global tone may
-    // differ a little from an untiled run), but every tile uses the same ones: across each
-    // seam the output is as smooth as inside the tiles.
+    // 1.3 MP at native scale in 128 MiB: statistics come from a downscaled copy (so the
+    // global tone may differ a little from an untiled run), but every tile uses the same
+    // ones: across each seam the output is as smooth as inside the tiles.
     let model = small_model();
     let img = picture(1300, 1000, 3);
-    let out = stylize(&model, &img, &native(512), &mut |_| true).unwrap();
+    let opts = StylizeOptions {
+        max_memory: Some(128 << 20),
+        ..native(Some(512))
+    };
+    let plan = cyclegan::pipeline::run_plan(&model, 1300, 1000, &opts).unwrap();
+    assert!(plan.stats_scale < 1.0, "{plan:?}");
+    let out = stylize(&model, &img, &opts, &mut |_| true).unwrap();
     let w = out.width as usize;
     let col_step = |x: usize| -> f32 {
         (0..out.height as usize)
@@ -179,9 +197,9 @@ fn large_image_tiles_without_seams() {
             .sum::<f32>()
             / out.height as f32
     };
-    // Cores are 512 - 2 * 96 = 320 px wide: seams at x = 320, 640, 960.
-    let typical: f32 = (100..300).map(col_step).sum::<f32>() / 200.0;
-    for seam in [319, 639, 959] {
+    // Four 424-px tiles start at x = 0, 296, 592 and 876: each overlap's edges and middle.
+    let typical: f32 = (100..280).map(col_step).sum::<f32>() / 180.0;
+    for seam in [295, 359, 423, 591, 655, 719, 875, 945, 1015] {
         let s = col_step(seam);
         assert!(
             s < 2.0 * typical + 1.0 / 255.0,

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cyclegan::image::{BitDepth, Pixels};
 use cyclegan::io::write_image;
 use cyclegan::model::{GeneratorConfig, Layout};
+use cyclegan::pixels::{BitDepth, Pixels};
 use cyclegan::train::{Length, TrainConfig};
 use cyclegan::{stylize, Backend, Error, Model, StylizeOptions, Trainer};
 

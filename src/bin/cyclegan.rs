@@ -69,15 +69,20 @@ struct StylizeArgs {
     #[arg(long, default_value_t = 1.0)]
     strength: f32,
     /// Working resolution as a fraction of the input (1 = native), or "auto"
-    /// (long side 512 px: brush strokes at the scale the style was trained on).
+    /// (long side 384 px: brush strokes at the scale the style was trained on).
     #[arg(long, default_value = "auto")]
     scale: String,
     /// How much of the photo's fine detail to restore when working below native size.
     #[arg(long, default_value_t = 0.5)]
     detail: f32,
-    /// Tile side in working pixels (memory per tile grows with its square).
-    #[arg(long, default_value_t = cyclegan::stylize::DEFAULT_TILE)]
-    tile: u32,
+    /// Force tiles of this side in working pixels (default: the whole image when it fits
+    /// --max-memory, else the largest tiles that fit).
+    #[arg(long)]
+    tile: Option<u32>,
+    /// Memory one image may use, e.g. 1500M or 2G (default: the smaller of 2 GiB and half
+    /// the available memory).
+    #[arg(long, value_name = "SIZE")]
+    max_memory: Option<String>,
     /// auto, cpu, cuda or metal.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -208,6 +213,12 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         strength: a.strength,
         scale,
         tile: a.tile,
+        max_memory: a
+            .max_memory
+            .as_deref()
+            .map(cyclegan::pipeline::parse_size)
+            .transpose()
+            .map_err(|e| format!("--max-memory: {e}"))?,
         detail: a.detail,
     };
     opts.validate().map_err(|e| e.to_string())?;
@@ -295,6 +306,8 @@ fn stylize_one(
         true
     })
     .map_err(|e| format!("{}: {e}", input.display()))?;
+    // The input is not needed while the output is encoded.
+    drop(pixels);
     write_image(output, &styled).map_err(|e| e.to_string())
 }
 

@@ -2,7 +2,7 @@
 //! its safe conversion into and out of the engine's [`Pixels`].
 
 use crate::error::{Error, Result};
-use crate::image::{pixels_from_buffer, pixels_to_buffer, PixelFormat, Pixels};
+use crate::pixels::{pixels_from_buffer, pixels_to_buffer, PixelFormat, Pixels};
 
 /// Layout of the pixels of a `cg_image`: one of the `CG_PIXEL_FORMAT_*` values. Channels are
 /// interleaved in the order named; alpha is straight (not premultiplied). 16-bit and float

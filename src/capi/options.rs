@@ -1,13 +1,15 @@
 //! `cg_options`: an opaque builder, so that adding a setting later adds a setter and never
 //! changes a struct layout the caller compiled against.
 
+use std::ffi::{c_char, CStr};
+
 use crate::device::Backend;
 use crate::error::{Error, Result};
-use crate::stylize::{Scale, StylizeOptions};
+use crate::pipeline::{Scale, StylizeOptions};
 
 use super::pool::ThreadLimit;
 use super::{
-    clear_out, ffi, ffi_status, free_handle, live_mut, new_handle, status::cg_status, Handle,
+    clear_out, ffi, ffi_status, free_handle, live, live_mut, new_handle, status::cg_status, Handle,
 };
 
 /// A compute backend: one of the `CG_BACKEND_*` values.
@@ -103,7 +105,8 @@ unsafe fn options_mut<'a>(opts: *mut cg_options) -> Result<&'a mut cg_options> {
 }
 
 /// Creates options with the defaults: backend auto, threads 0 (all cores), strength 1,
-/// scale 0 (auto), tile size 512, detail 0.5. On success `*out` holds a new handle the caller
+/// scale 0 (auto), tile size 0 (chosen by the memory plan), memory limit 0 (the smaller of
+/// 2 GiB and half the available memory), detail 0.5. On success `*out` holds a new handle the caller
 /// owns and must release with `cg_options_free`; on failure `*out` is NULL.
 ///
 /// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `out` is NULL.
@@ -175,16 +178,71 @@ pub extern "C" fn cg_options_set_threads(opts: *mut cg_options, threads: u32) ->
     })
 }
 
-/// Sets the tile side in working pixels, at least 64 (default 512). Images whose working size
-/// exceeds one tile are processed in overlapping tiles with whole-image statistics; larger
-/// tiles are faster and use more memory.
+/// Forces tiles of `tile_size` working pixels, at least 160; 0 (the default) lets the
+/// memory plan choose: the whole image in one piece when it fits the memory limit (see
+/// `cg_options_set_memory_limit`), otherwise the largest tiles that fit. Tiles overlap and
+/// are normalized with whole-image statistics, so they leave no seams; larger tiles are
+/// faster and use more memory.
 ///
-/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `tile_size` < 64.
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `tile_size` is 1..159.
 #[no_mangle]
 pub extern "C" fn cg_options_set_tile_size(opts: *mut cg_options, tile_size: u32) -> cg_status {
     ffi_status(|| {
         // SAFETY: per the documented contract of the options handle.
-        unsafe { options_mut(opts) }?.update(|s| s.tile = tile_size)
+        unsafe { options_mut(opts) }?.update(|s| s.tile = (tile_size > 0).then_some(tile_size))
+    })
+}
+
+/// Limits the memory one stylize call may use, in bytes, the image and the model included:
+/// the call runs the whole image in one piece when that fits and in smaller tiles when it
+/// does not, and fails with CG_ERR_INVALID_ARGUMENT naming the size it needs when even
+/// the smallest tile does not. 0 (the default): the smaller of 2 GiB and half of the memory
+/// available when the call starts.
+///
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `bytes` is 1 .. 128 MiB - 1.
+#[no_mangle]
+pub extern "C" fn cg_options_set_memory_limit(opts: *mut cg_options, bytes: u64) -> cg_status {
+    ffi_status(|| {
+        // SAFETY: per the documented contract of the options handle.
+        unsafe { options_mut(opts) }?.update(|s| s.max_memory = (bytes > 0).then_some(bytes))
+    })
+}
+
+/// The working size a `width` x `height` input gets with these options (scale), so that a
+/// front end can show it or size a preview the way `cg_model_stylize` will. `opts` may be
+/// NULL for the defaults. On success `*out_width` and `*out_height` are written.
+///
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if an out-pointer is NULL, `opts` is not a live
+/// handle, or a side is 0.
+#[no_mangle]
+pub extern "C" fn cg_options_working_size(
+    opts: *const cg_options,
+    width: u32,
+    height: u32,
+    out_width: *mut u32,
+    out_height: *mut u32,
+) -> cg_status {
+    ffi_status(|| {
+        if out_width.is_null() || out_height.is_null() {
+            return Err(Error::InvalidArgument(
+                "out_width and out_height must not be NULL".into(),
+            ));
+        }
+        if width == 0 || height == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "image size {width}x{height}: width and height must be at least 1"
+            )));
+        }
+        // SAFETY: per the documented contract of the options handle.
+        let o = unsafe { live(opts, "opts") }?;
+        let stylize = o.map(|o| o.stylize).unwrap_or_default();
+        let (w, h) = stylize.working_size(width, height);
+        // SAFETY: both were checked non-NULL; the caller guarantees they are writable.
+        unsafe {
+            *out_width = w;
+            *out_height = h;
+        }
+        Ok(())
     })
 }
 
@@ -203,7 +261,7 @@ pub extern "C" fn cg_options_set_strength(opts: *mut cg_options, strength: f32) 
 
 /// Sets the working resolution, which sizes the brush strokes: the styles were trained on
 /// 256-pixel paintings, so on a large photo native resolution gives a fine texture rather
-/// than a painting. 0 (default) = auto: a long side of 512 pixels, or native if smaller;
+/// than a painting. 0 (default) = auto: a long side of 384 pixels, or native if smaller;
 /// otherwise the fraction of the input size, in (0, 4] (1 = native). The output is always
 /// the input's size.
 ///
@@ -234,6 +292,36 @@ pub extern "C" fn cg_options_set_detail(opts: *mut cg_options, detail: f32) -> c
     ffi_status(|| {
         // SAFETY: per the documented contract of the options handle.
         unsafe { options_mut(opts) }?.update(|s| s.detail = detail)
+    })
+}
+
+/// The backend a user-facing name stands for ("auto", "cpu", "cuda" or "gpu", "metal"; any
+/// case), so that plug-ins take the same names as the command line. On success `*out` is
+/// written.
+///
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if a pointer is NULL, the name is not UTF-8 or
+/// names no backend (the message lists the known names).
+#[no_mangle]
+pub extern "C" fn cg_backend_from_name(name: *const c_char, out: *mut cg_backend) -> cg_status {
+    ffi_status(|| {
+        if name.is_null() || out.is_null() {
+            return Err(Error::InvalidArgument(
+                "name and out must not be NULL".into(),
+            ));
+        }
+        // SAFETY: `name` is non-NULL and NUL-terminated per the documented contract.
+        let name = unsafe { CStr::from_ptr(name) }
+            .to_str()
+            .map_err(|_| Error::InvalidArgument("backend name is not UTF-8".into()))?;
+        let b = match Backend::parse(name)? {
+            Backend::Auto => CG_BACKEND_AUTO,
+            Backend::Cpu => CG_BACKEND_CPU,
+            Backend::Cuda => CG_BACKEND_CUDA,
+            Backend::Metal => CG_BACKEND_METAL,
+        };
+        // SAFETY: checked non-NULL; the caller guarantees it is writable.
+        unsafe { *out = b };
+        Ok(())
     })
 }
 

@@ -44,7 +44,7 @@ pub(crate) fn status_of(e: &Error) -> cg_status {
         Error::Unsupported(_) => CG_ERR_UNSUPPORTED,
         Error::BackendUnavailable(_) => CG_ERR_BACKEND_UNAVAILABLE,
         Error::Cancelled => CG_ERR_CANCELLED,
-        Error::Tensor(_) => CG_ERR_COMPUTE,
+        Error::Compute(_) | Error::Tensor(_) => CG_ERR_COMPUTE,
     }
 }
 

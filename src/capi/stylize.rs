@@ -3,7 +3,7 @@
 use std::ffi::c_void;
 
 use crate::error::Error;
-use crate::stylize::stylize;
+use crate::pipeline::stylize;
 
 use super::image::{cg_image, ImageView};
 use super::model::{cg_model, model_ref};

@@ -96,50 +96,6 @@ fn take_frozen<'s>(stats: &'s [NormStats], next: &mut usize) -> Result<&'s NormS
 }
 
 impl Norms<'_> {
-    /// Whether the next norm measures its statistics (false when they are frozen), so an
-    /// engine that fuses the measurement into its convolution can skip it.
-    pub fn measures(&self) -> bool {
-        !matches!(self, Norms::Frozen(..))
-    }
-
-    /// Per-channel (mean, biased variance) of the next norm for engines that measure outside
-    /// candle: `measured` (required unless frozen) is kept when recording, ignored when frozen.
-    pub fn next_stats(
-        &mut self,
-        channels: usize,
-        measured: Option<(Vec<f32>, Vec<f32>)>,
-    ) -> Result<(Vec<f32>, Vec<f32>)> {
-        let missing = || candle_core::Error::Msg("norm statistics were not measured".into());
-        match self {
-            Norms::Own => measured.ok_or_else(missing),
-            Norms::Record(out) => {
-                let (mean, var) = measured.ok_or_else(missing)?;
-                let dev = candle_core::Device::Cpu;
-                out.push(NormStats {
-                    mean: Tensor::from_slice(&mean, (1, channels, 1, 1), &dev)?,
-                    var: Tensor::from_slice(&var, (1, channels, 1, 1), &dev)?,
-                });
-                Ok((mean, var))
-            }
-            Norms::Frozen(stats, next) => {
-                let s = take_frozen(stats, next)?;
-                let read = |t: &Tensor| -> Result<Vec<f32>> {
-                    t.to_dtype(candle_core::DType::F32)?
-                        .flatten_all()?
-                        .to_vec1()
-                };
-                let (mean, var) = (read(&s.mean)?, read(&s.var)?);
-                if mean.len() != channels || var.len() != channels {
-                    return Err(candle_core::Error::Msg(format!(
-                        "recorded norm statistics have {} channels, the layer has {channels}",
-                        mean.len()
-                    )));
-                }
-                Ok((mean, var))
-            }
-        }
-    }
-
     /// The next norm's statistics for the fused ops ([`fused::plane_stats`]' layout),
     /// measured on `x` unless frozen.
     fn fused_stats(&mut self, x: &Tensor) -> Result<Tensor> {
@@ -172,6 +128,17 @@ impl Norms<'_> {
                 normalize(x, s)
             }
         }
+    }
+}
+
+/// The message of the error a forward pass stops with when its observer cancels it.
+pub const CANCELLED: &str = "forward pass cancelled";
+
+fn check_layer(on_layer: &mut dyn FnMut() -> bool) -> Result<()> {
+    if on_layer() {
+        Ok(())
+    } else {
+        Err(candle_core::Error::Msg(CANCELLED.into()))
     }
 }
 
@@ -254,26 +221,57 @@ impl Generator {
     /// On a CUDA device, in f32 and without gradients (inference), it runs the fused ops of
     /// [`fused`]; otherwise candle's differentiable ones.
     pub fn forward_with(&self, x: &Tensor, norms: &mut Norms) -> Result<Tensor> {
+        self.forward_observed(x, norms, &mut || true)
+    }
+
+    /// [`Generator::forward_with`], calling `on_layer` after each convolution is queued;
+    /// when it returns false the pass stops with an error whose message is
+    /// [`CANCELLED`].
+    pub fn forward_observed(
+        &self,
+        x: &Tensor,
+        norms: &mut Norms,
+        on_layer: &mut dyn FnMut() -> bool,
+    ) -> Result<Tensor> {
         let inference = !x.track_op() && !self.head.weight().track_op();
         if x.device().is_cuda() && x.dtype() == DType::F32 && inference {
-            return self.forward_fused(x, norms);
+            return self.fused_pass(x, norms, on_layer);
         }
-        self.forward_generic(x, norms)
+        self.generic_pass(x, norms, on_layer)
+    }
+
+    /// Convolutions in one forward pass: the units of [`Generator::forward_observed`].
+    pub fn layer_count(&self) -> usize {
+        6 + 2 * self.blocks.len()
     }
 
     /// The forward pass through candle's differentiable ops on any device and dtype: what
     /// training runs, and the reference for [`Generator::forward_fused`].
     pub fn forward_generic(&self, x: &Tensor, norms: &mut Norms) -> Result<Tensor> {
+        self.generic_pass(x, norms, &mut || true)
+    }
+
+    fn generic_pass(
+        &self,
+        x: &Tensor,
+        norms: &mut Norms,
+        on_layer: &mut dyn FnMut() -> bool,
+    ) -> Result<Tensor> {
+        let mut step = || check_layer(on_layer);
         let mut h = self.head.forward(&reflection_pad2d(x, 3)?)?;
         h = norms.apply(&h)?.relu()?;
+        step()?;
         for conv in &self.down {
             h = norms.apply(&conv.forward(&h)?)?.relu()?;
+            step()?;
         }
         for block in &self.blocks {
             let r = block.conv1.forward(&reflection_pad2d(&h, 1)?)?;
             let r = norms.apply(&r)?.relu()?;
+            step()?;
             let r = block.conv2.forward(&reflection_pad2d(&r, 1)?)?;
             h = (h + norms.apply(&r)?)?;
+            step()?;
         }
         for conv in &self.up {
             if self.config.layout == Layout::Seed {
@@ -281,8 +279,11 @@ impl Generator {
                 h = h.upsample_nearest2d(hh * 2, ww * 2)?;
             }
             h = norms.apply(&conv.forward(&h)?)?.relu()?;
+            step()?;
         }
-        self.tail.forward(&reflection_pad2d(&h, 3)?)?.tanh()
+        let y = self.tail.forward(&reflection_pad2d(&h, 3)?)?.tanh()?;
+        step()?;
+        Ok(y)
     }
 
     /// [`Generator::forward_with`] through the fused ops (f32, no gradients): each norm is
@@ -290,6 +291,16 @@ impl Generator {
     /// residual, and writes the next convolution's reflection padding. Public so tests can
     /// run it on the CPU against the reference pass.
     pub fn forward_fused(&self, x: &Tensor, norms: &mut Norms) -> Result<Tensor> {
+        self.fused_pass(x, norms, &mut || true)
+    }
+
+    fn fused_pass(
+        &self,
+        x: &Tensor,
+        norms: &mut Norms,
+        on_layer: &mut dyn FnMut() -> bool,
+    ) -> Result<Tensor> {
+        let mut step = || check_layer(on_layer);
         fn norm(
             y: &Tensor,
             norms: &mut Norms,
@@ -301,15 +312,19 @@ impl Generator {
         }
         let y = self.head.forward(&fused::reflect_pad(x, 3)?)?;
         let mut h = norm(&y, norms, None, true, 0)?;
+        step()?;
         for conv in &self.down {
             let y = conv.forward(&h)?;
             h = norm(&y, norms, None, true, 0)?;
+            step()?;
         }
         for block in &self.blocks {
             let r = block.conv1.forward(&fused::reflect_pad(&h, 1)?)?;
             let r = norm(&r, norms, None, true, 1)?;
+            step()?;
             let r = block.conv2.forward(&r)?;
             h = norm(&r, norms, Some(&h), false, 0)?;
+            step()?;
         }
         for (i, conv) in self.up.iter().enumerate() {
             if self.config.layout == Layout::Seed {
@@ -320,8 +335,11 @@ impl Generator {
             // The last norm writes the tail's padding too.
             let pad = if i + 1 == self.up.len() { 3 } else { 0 };
             h = norm(&y, norms, None, true, pad)?;
+            step()?;
         }
-        self.tail.forward(&h)?.tanh()
+        let y = self.tail.forward(&h)?.tanh()?;
+        step()?;
+        Ok(y)
     }
 }
 

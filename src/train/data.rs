@@ -15,8 +15,8 @@ use candle_core::{DType, Device, Tensor};
 
 use super::rng::{Rng, Stream};
 use crate::error::{Error, Result};
-use crate::image::Pixels;
 use crate::io::{read_image, DecodeLimits};
+use crate::pixels::Pixels;
 
 /// File extensions taken as images; anything else in the folder is ignored silently.
 pub const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "webp"];
@@ -321,7 +321,7 @@ impl Dataset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::BitDepth;
+    use crate::pixels::BitDepth;
 
     fn ramp(w: u32, h: u32) -> Pixels {
         let mut p = Pixels::new(w, h, 3, BitDepth::Eight).unwrap();

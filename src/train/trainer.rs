@@ -15,7 +15,7 @@ use super::state::TrainState;
 use super::{Length, TrainConfig};
 use crate::device::{compute_dtype, Backend};
 use crate::error::{Error, Result};
-use crate::image::{BitDepth, Pixels};
+use crate::pixels::{BitDepth, Pixels};
 use crate::weights::{save_style, Weights};
 
 /// What the progress callback sees after each iteration.

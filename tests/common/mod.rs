@@ -133,3 +133,40 @@ pub fn built_library() -> PathBuf {
         .find(|p| p.exists());
     found.unwrap_or_else(|| panic!("{name} not found next to {}", exe.display()))
 }
+
+/// Where [`run_engine`]'s norms get their statistics (one [`Stats`] per image of a batch).
+pub enum Norm<'a> {
+    Measure,
+    Record(&'a mut Vec<cyclegan::engine::NormStat>),
+    Given(&'a [cyclegan::engine::NormStat]),
+}
+
+/// Runs `engine` over an NCHW tensor, one image at a time, as the pipeline does.
+pub fn run_engine(engine: &dyn cyclegan::engine::Engine, x: &Tensor, mut norm: Norm) -> Tensor {
+    use cyclegan::engine::Stats;
+    let (n, c, h, w) = x.dims4().unwrap();
+    assert_eq!(c, 3);
+    let mut out = Vec::with_capacity(n * 3 * h * w);
+    for i in 0..n {
+        let planar: Vec<f32> = x
+            .get(i)
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let stats = match &mut norm {
+            Norm::Measure => Stats::Measure,
+            Norm::Record(v) => Stats::Record(v),
+            Norm::Given(g) => Stats::Given(g),
+        };
+        out.extend(
+            engine
+                .forward(&planar, w, h, stats, &mut |_, _| true)
+                .unwrap(),
+        );
+    }
+    Tensor::from_vec(out, (n, 3, h, w), &Device::Cpu).unwrap()
+}

@@ -567,7 +567,7 @@ mod tests {
     fn matches_direct_convolution() {
         for (h, w, cin, cout) in [(13, 10, 24, 40), (8, 21, 24, 40), (9, 9, 3, 17)] {
             let (src, wts) = case(h, w, cin, cout);
-            let packed = crate::model::cpu::Packed {
+            let packed = crate::engine::cpu::Packed {
                 k: 3,
                 stride: 1,
                 cin,
@@ -577,7 +577,7 @@ mod tests {
                 wino: None,
             };
             let mut yd = Buf::default();
-            let (sd, sums_d) = crate::model::cpu::conv_direct(&src, &packed, &mut yd, true);
+            let (sd, sums_d) = crate::engine::cpu::conv_direct(&src, &packed, &mut yd, true);
             let t = Transformed::new(&F4, &wts, cin, cout);
             let mut yw = Buf::default();
             let (sw, sums_w) = conv(&src, &t, &mut yw, true);

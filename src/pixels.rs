@@ -103,6 +103,22 @@ impl Pixels {
         })
     }
 
+    /// A copy, or an error instead of an abort when memory runs out (a host process must
+    /// survive a picture too large for it).
+    pub fn try_clone(&self) -> Result<Self> {
+        let mut data = Vec::new();
+        data.try_reserve_exact(self.data.len()).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "out of memory copying a {}x{} image ({} MB); use a smaller image or scale",
+                self.width,
+                self.height,
+                (self.data.len() * 4) >> 20
+            ))
+        })?;
+        data.extend_from_slice(&self.data);
+        Ok(Self { data, ..*self })
+    }
+
     pub fn has_alpha(&self) -> bool {
         self.channels == 4
     }

@@ -10,6 +10,7 @@
 //! layer's padded input.
 //!
 //! Training and GPU inference stay on candle; this path only runs forward passes on the CPU.
+//! It is the [`Engine`] the CPU backend serves.
 
 mod buffer;
 mod matmul;
@@ -19,15 +20,18 @@ mod winograd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
 use self::buffer::Buf;
 use self::matmul::matmul;
 use self::planes::Planes;
-use super::conv::{Conv, ConvKind};
-use super::layers::EPS;
-use super::{Generator, GeneratorConfig, Layout, Norms};
+use super::{check_input, Engine, LayerProgress, NormStat, Stats, StatsCursor};
+use crate::error::{Error, Result};
+use crate::model::conv::{Conv, ConvKind};
+use crate::model::layers::EPS;
+use crate::model::{Generator, GeneratorConfig, Layout};
+use crate::weights::GeneratorWeights;
 
 /// Output rows per work item of a convolution: small enough that a band's output stays in
 /// the L2 cache while its kernel rows accumulate into it, large enough to amortise the
@@ -134,7 +138,9 @@ fn tap_index(
 fn with_source<R>(wt: &Tensor, f: impl FnOnce(&Source) -> R) -> Result<R> {
     let (storage, layout) = wt.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("the CPU path packs weights that live on the CPU");
+        return Err(Error::Compute(
+            "the CPU engine packs weights that live on the CPU".into(),
+        ));
     };
     let span = layout.start_offset()..layout.start_offset() + wt.elem_count();
     let src = match wt.dtype() {
@@ -149,7 +155,7 @@ impl Packed {
         let wt = conv.weight();
         let (d0, d1, k, k2) = wt.dims4()?;
         if k != k2 {
-            candle_core::bail!("non-square kernel {k}x{k2}");
+            return Err(Error::format_mem(format!("non-square kernel {k}x{k2}")));
         }
         let bias: Vec<f32> = conv.bias().to_dtype(DType::F32)?.to_vec1()?;
         let (stride, cin, cout, transposed) = match conv.kind() {
@@ -165,7 +171,9 @@ impl Packed {
             _ => wt.to_dtype(DType::F32)?.contiguous()?,
         };
         if !wt.device().is_cpu() {
-            candle_core::bail!("the CPU path packs weights that live on the CPU");
+            return Err(Error::Compute(
+                "the CPU engine packs weights that live on the CPU".into(),
+            ));
         }
         if k == 3 && stride == 1 {
             return Ok(Self {
@@ -223,9 +231,6 @@ impl Source<'_> {
         }
     }
 }
-
-/// Per-channel mean and biased variance of one norm's input.
-type MeanVar = (Vec<f32>, Vec<f32>);
 
 /// Per-channel sums of values and of squares over real output pixels, and their count.
 type MeasuredSums = (Vec<f64>, Vec<f64>, usize);
@@ -333,8 +338,20 @@ impl CpuGenerator {
         })
     }
 
-    pub fn config(&self) -> GeneratorConfig {
-        self.config
+    /// Bytes of weights this generator holds once every Winograd transform is kept (a
+    /// model that serves more than one call keeps them).
+    fn resident_bytes(&self) -> u64 {
+        self.layers
+            .iter()
+            .map(|l| {
+                let stored = l.w.len() + l.bias.len();
+                let wino = l.wino.as_ref().map_or(0, |_| {
+                    let a = WINOGRAD.m + 2;
+                    a * a * l.cin * l.cout
+                });
+                (4 * (stored + wino)) as u64
+            })
+            .sum()
     }
 
     /// Frees the buffers kept from the last call: for a caller whose next calls are much
@@ -346,20 +363,6 @@ impl CpuGenerator {
         }
     }
 
-    /// The forward pass of an NCHW tensor (any batch), as [`Generator::forward_with`].
-    pub fn forward(&self, x: &Tensor, norms: &mut Norms) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        if c != 3 {
-            candle_core::bail!("the generator takes 3 channels, got {c}");
-        }
-        let mut out = Vec::with_capacity(n * 3 * h * w);
-        for i in 0..n {
-            let planar: Vec<f32> = x.get(i)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-            out.extend(self.forward_planar(&planar, w, h, norms)?);
-        }
-        Tensor::from_vec(out, (n, 3, h, w), &Device::Cpu)
-    }
-
     /// The forward pass of one planar RGB image (`3 x h x w`, values in [-1, 1]); returns the
     /// same layout. Height and width must be multiples of 4, as for the candle generator.
     pub fn forward_planar(
@@ -367,18 +370,17 @@ impl CpuGenerator {
         x: &[f32],
         w: usize,
         h: usize,
-        norms: &mut Norms,
+        stats: Stats,
+        progress: LayerProgress,
     ) -> Result<Vec<f32>> {
-        if w == 0 || h == 0 || w % 4 != 0 || h % 4 != 0 {
-            candle_core::bail!("image size {w}x{h} is not a positive multiple of 4");
-        }
-        if x.len() != 3 * w * h {
-            candle_core::bail!(
-                "expected {} values for 3x{h}x{w}, got {}",
-                3 * w * h,
-                x.len()
-            );
-        }
+        check_input(x, w, h)?;
+        let mut stats = stats;
+        let norms = &mut StatsCursor::new(&mut stats);
+        let mut steps = Steps {
+            done: 0,
+            total: self.layers.len(),
+            progress,
+        };
         let ngf = self.config.ngf;
         let nb = self.config.blocks;
         let layers = &self.layers;
@@ -426,8 +428,11 @@ impl CpuGenerator {
         p.reflect_border();
         let s = self.norm_in_place(p, &layers[0], work, norms, Place::Same, 1)?;
         debug_assert_eq!((s.ho, s.wo), (h, w));
-        self.norm_in_place(p, &layers[1], work, norms, Place::Same, 1)?;
-        self.norm_in_place(p, &layers[2], work, norms, Place::Same, 1)?;
+        steps.step()?;
+        for layer in &layers[1..3] {
+            self.norm_in_place(p, layer, work, norms, Place::Same, 1)?;
+            steps.step()?;
+        }
         p.reflect_border();
         debug_assert_eq!((p.h, p.w, p.c), (h4, w4, 4 * ngf));
 
@@ -439,10 +444,12 @@ impl CpuGenerator {
             let out = conv(p, l1, work, norms.measures())?;
             normalize_into(l1, out, &work.y, norms, q, Place::Same, 1)?;
             q.reflect_border();
+            steps.step()?;
             let s = conv(q, l2, work, norms.measures())?;
             let (scale, shift) = affine(l2, s.1, norms)?;
             add_normalized(&work.y, s.0, &scale, &shift, p);
             p.reflect_border();
+            steps.step()?;
         }
 
         // Upsampling: the first up layer's input is the residual sum itself, placed on the
@@ -454,7 +461,9 @@ impl CpuGenerator {
         place_copy(q, p, up_place);
         let up = 3 + 2 * nb;
         self.norm_in_place(p, &layers[up], work, norms, up_place, 1)?;
+        steps.step()?;
         self.norm_in_place(p, &layers[up + 1], work, norms, Place::Same, 3)?;
+        steps.step()?;
         p.reflect_border();
         debug_assert_eq!((p.h, p.w, p.c), (h, w, ngf));
 
@@ -473,6 +482,7 @@ impl CpuGenerator {
         if let Ok(mut cache) = self.cache.lock() {
             cache.get_or_insert(act);
         }
+        steps.step()?;
         Ok(out)
     }
 
@@ -483,7 +493,7 @@ impl CpuGenerator {
         p: &mut Planes,
         layer: &Packed,
         work: &mut Work,
-        norms: &mut Norms,
+        norms: &mut StatsCursor,
         place: Place,
         pad: usize,
     ) -> Result<OutShape> {
@@ -492,13 +502,114 @@ impl CpuGenerator {
     }
 }
 
+/// Counts a forward pass's layers for its progress callback.
+struct Steps<'a> {
+    done: usize,
+    total: usize,
+    progress: LayerProgress<'a>,
+}
+
+impl Steps<'_> {
+    fn step(&mut self) -> Result<()> {
+        self.done += 1;
+        if (self.progress)(self.done.min(self.total), self.total) {
+            Ok(())
+        } else {
+            Err(Error::Cancelled)
+        }
+    }
+}
+
+/// The CPU backend's [`Engine`]: this module's generator, packed from the stored weights.
+#[derive(Debug)]
+pub(crate) struct CpuEngine {
+    generator: CpuGenerator,
+}
+
+impl CpuEngine {
+    pub fn new(weights: &GeneratorWeights) -> Result<Self> {
+        // Packing converts each layer itself, so a network in the stored dtype (no copy)
+        // serves, and building it checks every shape.
+        let stored = weights.build(&candle_core::Device::Cpu, weights.stored_dtype())?;
+        Self::from_generator(&stored)
+    }
+
+    pub fn from_generator(generator: &Generator) -> Result<Self> {
+        Ok(Self {
+            generator: CpuGenerator::new(generator)?,
+        })
+    }
+}
+
+/// Scratch every forward pass may add beyond its activations: the per-thread Winograd
+/// buffers and one layer's transformed kernel (measured at under 20 MB; rounded up).
+const SCRATCH_BYTES: u64 = 48 << 20;
+
+impl Engine for CpuEngine {
+    fn describe(&self) -> String {
+        "cpu".into()
+    }
+
+    fn config(&self) -> GeneratorConfig {
+        self.generator.config
+    }
+
+    fn memory_for(&self, width: usize, height: usize) -> u64 {
+        let (w, h, ngf) = (width, height, self.generator.config.ngf);
+        // The buffers `forward_planar` sizes: `p` at its largest use, `q`, the widest
+        // convolution output `y` (rows of `wv = w + 2 * pad` pixels) and the output.
+        let p = [
+            Planes::len_for(h, w, 3, 3),
+            Planes::len_for(h, w, ngf, 1),
+            Planes::len_for(h / 2, w / 2, 4 * ngf, 1),
+            Planes::len_for(h, w, 2 * ngf, 1),
+            Planes::len_for(h, w, ngf, 3),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        let q = Planes::len_for(h / 4, w / 4, 4 * ngf, 1);
+        let y = [
+            (h, w + 6, ngf),
+            (h, w + 2, ngf),
+            (h / 2, w / 2 + 2, 2 * ngf),
+        ]
+        .iter()
+        .map(|&(r, c, ch)| r * c * ch)
+        .max()
+        .unwrap_or(0);
+        let out = 3 * w * h;
+        (4 * (p + q + y + out)) as u64 + SCRATCH_BYTES
+    }
+
+    fn resident_memory(&self) -> u64 {
+        self.generator.resident_bytes()
+    }
+
+    fn forward(
+        &self,
+        planar: &[f32],
+        width: usize,
+        height: usize,
+        stats: Stats,
+        progress: LayerProgress,
+    ) -> Result<Vec<f32>> {
+        self.generator
+            .forward_planar(planar, width, height, stats, progress)
+    }
+
+    fn release_buffers(&self) {
+        self.generator.release_buffers();
+    }
+}
+
 /// Instance norm and ReLU of `layer`'s convolution output `(shape, measured)` in `y`,
 /// written into `dst` (reset to the right size with a zero border of `pad`) as `place` says.
 fn normalize_into(
     layer: &Packed,
-    (s, measured): (OutShape, Option<MeanVar>),
+    (s, measured): (OutShape, Option<NormStat>),
     y: &[f32],
-    norms: &mut Norms,
+    norms: &mut StatsCursor,
     dst: &mut Planes,
     place: Place,
     pad: usize,
@@ -514,10 +625,10 @@ fn normalize_into(
 /// its bias (the bias is folded into the shift, so the convolution never adds it).
 fn affine(
     layer: &Packed,
-    measured: Option<MeanVar>,
-    norms: &mut Norms,
+    measured: Option<NormStat>,
+    norms: &mut StatsCursor,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
-    let (mean, var) = norms.next_stats(layer.cout, measured)?;
+    let NormStat { mean, var } = norms.next(layer.cout, measured)?;
     let mut scale = Vec::with_capacity(layer.cout);
     let mut shift = Vec::with_capacity(layer.cout);
     for ((&m, &v), &b) in mean.iter().zip(&var).zip(&layer.bias) {
@@ -536,7 +647,7 @@ fn conv(
     layer: &Packed,
     work: &mut Work,
     measure: bool,
-) -> Result<(OutShape, Option<MeanVar>)> {
+) -> Result<(OutShape, Option<NormStat>)> {
     let y = &mut work.y;
     let (shape, sums) = match &layer.wino {
         Some(wino) => {
@@ -566,7 +677,7 @@ fn conv(
             var.push((sq[ch] / count - mu * mu).max(0.0) as f32);
             mean.push((mu + layer.bias[ch] as f64) as f32);
         }
-        (mean, var)
+        NormStat { mean, var }
     });
     Ok((shape, measured))
 }
