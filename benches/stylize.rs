@@ -146,8 +146,15 @@ fn main() {
         let planar: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
         reset_peak_rss();
         let tf = median_secs(reps, || {
-            fast.forward(&planar, s, s, Stats::Measure, &mut |_, _| true)
-                .unwrap();
+            fast.forward(
+                &planar,
+                s,
+                s,
+                Stats::Measure,
+                cyclegan::Precision::F32,
+                &mut |_, _| true,
+            )
+            .unwrap();
         });
         let rss = peak_rss_mib();
         let gflops = 2.0 * gen_macs(s, s, cfg.blocks, cfg.ngf) / tf / 1e9;

@@ -19,6 +19,7 @@ pub mod train;
 pub mod weights;
 
 pub use device::Backend;
+pub use engine::Precision;
 pub use error::{Error, Result};
 pub use pipeline::{stylize, Scale, StylizeOptions};
 pub use pixels::Pixels;

@@ -290,6 +290,7 @@ fn fast_path_recorded_and_frozen_norms_match_own() {
             64,
             48,
             cyclegan::engine::Stats::Given(&stats[..3]),
+            cyclegan::Precision::F32,
             &mut |_, _| true,
         )
         .unwrap_err();

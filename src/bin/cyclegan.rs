@@ -86,6 +86,9 @@ struct StylizeArgs {
     /// auto, cpu, cuda or metal.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Arithmetic: auto (bf16 where the machine is fast at it, else f32), f32 or bf16.
+    #[arg(long, default_value = "auto")]
+    precision: String,
     /// Replace outputs that already exist (they are skipped otherwise).
     #[arg(long)]
     overwrite: bool,
@@ -220,6 +223,7 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
             .transpose()
             .map_err(|e| format!("--max-memory: {e}"))?,
         detail: a.detail,
+        precision: cyclegan::Precision::parse(&a.precision).map_err(|e| e.to_string())?,
     };
     opts.validate().map_err(|e| e.to_string())?;
     let limits = DecodeLimits {

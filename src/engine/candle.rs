@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::{check_input, Engine, LayerProgress, NormStat, Stats};
+use super::{check_input, Engine, LayerProgress, NormStat, Precision, Stats};
 use crate::device::compute_dtype;
 use crate::error::{Error, Result};
 use crate::model::generator::CANCELLED;
@@ -119,9 +119,16 @@ impl Engine for CandleEngine {
         width: usize,
         height: usize,
         stats: Stats,
+        precision: Precision,
         progress: LayerProgress,
     ) -> Result<Vec<f32>> {
         check_input(planar, width, height)?;
+        if precision == Precision::Bf16 && self.dtype != DType::BF16 {
+            return Err(Error::Unsupported(format!(
+                "the {} engine has no bf16 path: use precision auto or f32",
+                self.describe()
+            )));
+        }
         let x = Tensor::from_slice(planar, (1, 3, height, width), &self.device)?
             .to_dtype(self.dtype)?;
         let total = self.generator.layer_count();

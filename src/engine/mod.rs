@@ -91,6 +91,41 @@ impl<'s, 'a> StatsCursor<'s, 'a> {
     }
 }
 
+/// The arithmetic a forward pass may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Precision {
+    /// The fastest path that stays within the reduced-precision error bounds on this
+    /// machine (bf16 products where the CPU or GPU has fast instructions for them), f32
+    /// elsewhere.
+    #[default]
+    Auto,
+    /// f32 throughout: the parity path.
+    F32,
+    /// bf16 products with f32 accumulation; an error where the engine has no such path.
+    Bf16,
+}
+
+impl Precision {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Precision::Auto),
+            "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown precision {s:?}: use auto, f32 or bf16"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Auto => "auto",
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 /// Called after each layer of a forward pass with (layers done, layers in all); returning
 /// false cancels the pass ([`Error::Cancelled`]).
 pub type LayerProgress<'a> = &'a mut dyn FnMut(usize, usize) -> bool;
@@ -119,13 +154,14 @@ pub trait Engine: Send + Sync + Debug {
     }
 
     /// One forward pass of a planar RGB image (`3 x height x width`, values in [-1, 1],
-    /// sides multiples of 4); returns the same layout.
+    /// sides multiples of 4) in `precision`; returns the same layout.
     fn forward(
         &self,
         planar: &[f32],
         width: usize,
         height: usize,
         stats: Stats,
+        precision: Precision,
         progress: LayerProgress,
     ) -> Result<Vec<f32>>;
 

@@ -7,7 +7,7 @@
 pub(crate) mod plan;
 pub(crate) mod tiles;
 
-use crate::engine::{Engine, NormStat, Stats};
+use crate::engine::{Engine, NormStat, Precision, Stats};
 use crate::error::{Error, Result};
 use crate::pixels::Pixels;
 use crate::style::Model;
@@ -47,6 +47,9 @@ pub struct StylizeOptions {
     /// Bytes the call may use, the image and the model included; `None` for
     /// [`default_budget`] (the smaller of 2 GiB and half the available memory).
     pub max_memory: Option<u64>,
+    /// The arithmetic of the forward passes (`Auto`: bf16 where the machine is fast at it
+    /// and the result stays within the documented bounds of f32, f32 elsewhere).
+    pub precision: Precision,
     /// How much of the photo's fine luminance detail to add back when working below
     /// native resolution (0 = none: a softer, more painterly result).
     pub detail: f32,
@@ -59,6 +62,7 @@ impl Default for StylizeOptions {
             scale: Scale::Auto,
             tile: None,
             max_memory: None,
+            precision: Precision::Auto,
             detail: 0.5,
         }
     }
@@ -148,7 +152,7 @@ pub fn stylize(
         // The input, the working copy (when scaled) and the output being assembled.
         held: 4 * input.data.len() as u64 + work_bytes * if native { 1 } else { 2 },
     };
-    let styled = run_network(engine, work_ref, budget, fixed, opts.tile, progress)?;
+    let styled = run_network(engine, work_ref, budget, fixed, opts, progress)?;
     let mut out = if native {
         styled
     } else {
@@ -240,6 +244,7 @@ fn finish(out: &mut Pixels, input: &Pixels, strength: f32) {
 /// Counts forward-pass layers across a call's passes for the caller's progress fraction.
 struct Progress<'a> {
     report: &'a mut dyn FnMut(f32) -> bool,
+    precision: Precision,
     /// Work done by finished passes and in all, in pixel-layers.
     done: f64,
     total: f64,
@@ -256,7 +261,7 @@ impl Progress<'_> {
     ) -> Result<Vec<f32>> {
         let (done, total, px) = (self.done, self.total, (w * h) as f64);
         let report = &mut *self.report;
-        let y = engine.forward(x, w, h, stats, &mut |layer, layers| {
+        let y = engine.forward(x, w, h, stats, self.precision, &mut |layer, layers| {
             report(((done + px * layer as f64 / layers as f64) / total) as f32)
         })?;
         self.done += px;
@@ -271,17 +276,18 @@ fn run_network(
     img: &Pixels,
     budget: u64,
     fixed: Fixed,
-    tile: Option<u32>,
+    opts: &StylizeOptions,
     progress: &mut dyn FnMut(f32) -> bool,
 ) -> Result<Pixels> {
     let (w, h) = (img.width as usize, img.height as usize);
     let (pw, ph) = (round_up4(w), round_up4(h));
-    let plan = plan::plan(engine, pw, ph, budget, fixed, tile.map(|t| t as usize))?;
+    let plan = plan::plan(engine, pw, ph, budget, fixed, opts.tile.map(|t| t as usize))?;
     let mut out = img.try_clone()?;
     match plan {
         Plan::Whole => {
             let mut p = Progress {
                 report: progress,
+                precision: opts.precision,
                 done: 0.0,
                 total: (pw * ph) as f64,
             };
@@ -305,6 +311,7 @@ fn run_network(
                 * ys.spans.iter().map(|s| s.1).sum::<usize>();
             let mut p = Progress {
                 report: progress,
+                precision: opts.precision,
                 done: 0.0,
                 total: (sw * sh + tiles_px) as f64,
             };

@@ -164,7 +164,14 @@ pub fn run_engine(engine: &dyn cyclegan::engine::Engine, x: &Tensor, mut norm: N
         };
         out.extend(
             engine
-                .forward(&planar, w, h, stats, &mut |_, _| true)
+                .forward(
+                    &planar,
+                    w,
+                    h,
+                    stats,
+                    cyclegan::Precision::F32,
+                    &mut |_, _| true,
+                )
                 .unwrap(),
         );
     }

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use self::buffer::Buf;
 use self::matmul::matmul;
 use self::planes::Planes;
-use super::{check_input, Engine, LayerProgress, NormStat, Stats, StatsCursor};
+use super::{check_input, Engine, LayerProgress, NormStat, Precision, Stats, StatsCursor};
 use crate::error::{Error, Result};
 use crate::model::conv::{Conv, ConvKind};
 use crate::model::layers::EPS;
@@ -592,8 +592,14 @@ impl Engine for CpuEngine {
         width: usize,
         height: usize,
         stats: Stats,
+        precision: Precision,
         progress: LayerProgress,
     ) -> Result<Vec<f32>> {
+        if precision == Precision::Bf16 {
+            return Err(Error::Unsupported(
+                "the CPU engine has no bf16 path yet: use precision auto or f32".into(),
+            ));
+        }
         self.generator
             .forward_planar(planar, width, height, stats, progress)
     }
