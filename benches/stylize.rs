@@ -2,6 +2,13 @@
 //! against PyTorch when it is installed. Prints a markdown table.
 //!
 //!   cargo bench --bench stylize -- [--sizes 256 512 1024] [--reps 5] [--candle-max 512]
+//!                                  [--e2e] [--big] [--no-torch]
+//!
+//! `--e2e` also times what users run: the `cyclegan stylize --scale 1` command, from JPEG
+//! decode to JPEG encode, at each size (a picture made from examples/rocket.jpg), next to
+//! PyTorch's forward pass alone. `--big` runs a 6000x4000 JPEG with the default memory
+//! budget and with `--max-memory 1G`, and compares its time per pixel with the engine's
+//! whole-image forward pass at the largest size.
 //!
 //! Threads come from rayon (`RAYON_NUM_THREADS`), which both engines use.
 
@@ -101,6 +108,8 @@ fn main() {
     let mut reps = 5;
     let mut candle_max = 512;
     let mut torch = true;
+    let mut e2e = false;
+    let mut big = false;
     let mut args = std::env::args().skip(1).peekable();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -114,6 +123,8 @@ fn main() {
             "--reps" => reps = args.next().and_then(|v| v.parse().ok()).unwrap_or(reps),
             "--candle-max" => candle_max = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--no-torch" => torch = false,
+            "--e2e" => e2e = true,
+            "--big" => big = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -141,6 +152,7 @@ fn main() {
     println!();
     println!("| size | fast s | GFLOP/s | candle s | fast vs candle | torch s | fast vs torch | fast peak RSS MiB |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut engine_secs = Vec::new();
     for &s in &sizes {
         let x = Tensor::rand(-1f32, 1., (1, 3, s, s), &Device::Cpu).unwrap();
         let planar: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
@@ -157,6 +169,7 @@ fn main() {
             .unwrap();
         });
         let rss = peak_rss_mib();
+        engine_secs.push((s, tf));
         let gflops = 2.0 * gen_macs(s, s, cfg.blocks, cfg.ngf) / tf / 1e9;
         let tc = (s <= candle_max).then(|| {
             median_secs(reps.min(3), || {
@@ -176,6 +189,132 @@ fn main() {
             rss
         );
     }
+    if e2e {
+        end_to_end(&sizes, reps, torch.as_deref(), &engine_secs);
+    }
+    if big {
+        big_photo(&engine_secs);
+    }
+}
+
+/// A photo-like test picture: the example photo resized to `w` x `h`, as a JPEG in `dir`.
+fn picture(dir: &std::path::Path, w: u32, h: u32) -> std::path::PathBuf {
+    use cyclegan::io::{read_image, write_image, DecodeLimits};
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rocket.jpg");
+    let img = read_image(std::path::Path::new(src), &DecodeLimits::default()).unwrap();
+    let path = dir.join(format!("photo-{w}x{h}.jpg"));
+    write_image(&path, &img.resized(w, h)).unwrap();
+    path
+}
+
+/// Runs the CLI once; returns (seconds, peak RSS in MiB) of the child process.
+// `wait4` reaps the child (std's `wait` cannot report its resource usage).
+#[allow(clippy::zombie_processes)]
+fn run_cli(args: &[&str]) -> (f64, f64) {
+    let t = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_cyclegan"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("the CLI starts");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing only the two out-values passed by pointer.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        pid > 0 && status == 0,
+        "cyclegan {args:?} failed (status {status})"
+    );
+    (secs, usage.ru_maxrss as f64 / 1024.0)
+}
+
+fn median_cli(reps: usize, args: &[&str]) -> (f64, f64) {
+    let mut runs: Vec<(f64, f64)> = (0..reps.max(1)).map(|_| run_cli(args)).collect();
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    runs[runs.len() / 2]
+}
+
+fn end_to_end(
+    sizes: &[usize],
+    reps: usize,
+    torch: Option<&[(usize, f64)]>,
+    engine: &[(usize, f64)],
+) {
+    let dir = std::env::temp_dir().join(format!("cyclegan-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    println!();
+    println!("End to end: `cyclegan stylize photo.jpg -o out.jpg --scale 1 --device cpu` (decode, stylize, encode; median of {reps}):");
+    println!();
+    println!("| size | CLI s | engine forward s | CLI peak RSS MiB | torch forward s | CLI / torch forward |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for &s in sizes {
+        let input = picture(&dir, s as u32, s as u32);
+        let out = dir.join("out.jpg");
+        let (secs, rss) = median_cli(
+            reps,
+            &[
+                "stylize",
+                input.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--scale",
+                "1",
+                "--device",
+                "cpu",
+                "--overwrite",
+            ],
+        );
+        let tt = torch.and_then(|v| v.iter().find(|(ts, _)| *ts == s).map(|p| p.1));
+        let te = engine.iter().find(|(es, _)| *es == s).map(|p| p.1);
+        println!(
+            "| {s} | {secs:.3} | {} | {rss:.0} | {} | {} |",
+            te.map_or("-".into(), |v| format!("{v:.3}")),
+            tt.map_or("-".into(), |v| format!("{v:.3}")),
+            tt.map_or("-".into(), |v| format!("{:.2}", secs / v)),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn big_photo(engine: &[(usize, f64)]) {
+    let dir = std::env::temp_dir().join(format!("cyclegan-bench-big-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = picture(&dir, 6000, 4000);
+    let out = dir.join("out.jpg");
+    let base = [
+        "stylize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--scale",
+        "1",
+        "--device",
+        "cpu",
+        "--overwrite",
+    ];
+    // The engine's whole-image rate at the largest size measured, per pixel.
+    let rate = engine.last().map(|&(s, t)| t / (s * s) as f64);
+    println!();
+    println!("6000x4000 JPEG at `--scale 1` (one run each):");
+    println!();
+    println!("| settings | s | peak RSS MiB | s per MP | vs engine whole-image rate |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (name, extra) in [
+        ("default", &[][..]),
+        ("--max-memory 1G", &["--max-memory", "1G"][..]),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        let (secs, rss) = run_cli(&args);
+        let per_px = secs / 24e6;
+        println!(
+            "| {name} | {secs:.1} | {rss:.0} | {:.3} | {} |",
+            per_px * 1e6,
+            rate.map_or("-".into(), |r| format!("{:.2}x", per_px / r)),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn cpu_name() -> String {

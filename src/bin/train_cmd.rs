@@ -10,8 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use cyclegan::io::write_image;
-use cyclegan::train::checkpoint;
+use cyclegan::train::{checkpoint, session};
 use cyclegan::train::{Progress, RunSettings};
 use cyclegan::{Backend, Trainer};
 
@@ -99,8 +98,8 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
     // file itself is always whole); clear such leftovers of dead runs.
     let outputs = [
         checkpoint::FILE_NAME,
-        "style.safetensors",
-        "inverse.safetensors",
+        session::STYLE_FILE,
+        session::INVERSE_FILE,
     ];
     cyclegan::io::remove_stale_temps(&a.out, |t| outputs.contains(&t));
     cyclegan::io::remove_stale_temps(&a.out.join("samples"), |t| {
@@ -144,10 +143,6 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
         trainer.iteration()
     );
 
-    let samples = a.out.join("samples");
-    if a.sample_every > 0 {
-        std::fs::create_dir_all(&samples).map_err(|e| format!("{}: {e}", samples.display()))?;
-    }
     let bar = ProgressBar::new(trainer.total_iterations());
     bar.set_style(
         ProgressStyle::with_template("{bar:25} {pos}/{len} it  {per_sec}  {msg}")
@@ -156,50 +151,35 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
     bar.set_position(trainer.iteration());
     bar.enable_steady_tick(Duration::from_millis(500));
 
-    let save_outputs = |t: &Trainer| -> Result<(), String> {
-        t.save_checkpoint(&ckpt).map_err(|e| e.to_string())?;
-        t.save_style(&a.out.join("style.safetensors"))
-            .map_err(|e| e.to_string())?;
-        t.save_inverse(&a.out.join("inverse.safetensors"))
-            .map_err(|e| e.to_string())
-    };
-    while !trainer.is_finished() {
-        let it = trainer.iteration();
-        let mut next = next_multiple(it, a.checkpoint_every);
-        if a.sample_every > 0 {
-            next = next.min(next_multiple(it, a.sample_every));
+    // The last iteration's progress and the losses summed since the last log line.
+    let since = std::cell::RefCell::new((None::<Progress>, [0f64; 6]));
+    let mut on_iteration = |p: &Progress| {
+        bar.set_position(p.iteration);
+        bar.set_message(describe(p));
+        let (last, sum) = &mut *since.borrow_mut();
+        *last = Some(*p);
+        let l = &p.losses;
+        for (s, v) in sum
+            .iter_mut()
+            .zip([l.g, l.gan, l.cycle, l.identity, l.d_a, l.d_b])
+        {
+            *s += v;
         }
-        let next = next.min(trainer.total_iterations());
-        let mut last = None;
-        let mut sum = [0f64; 6];
-        let summary = trainer
-            .run(next - it, &mut |p: &Progress| {
-                bar.set_position(p.iteration);
-                bar.set_message(describe(p));
-                last = Some(*p);
-                let l = &p.losses;
-                for (s, v) in sum
-                    .iter_mut()
-                    .zip([l.g, l.gan, l.cycle, l.identity, l.d_a, l.d_b])
-                {
-                    *s += v;
-                }
-                true
-            })
-            .map_err(|e| {
-                bar.abandon();
-                e.to_string()
-            })?;
-        for w in trainer.take_warnings() {
+        true
+    };
+    // A line per sample or checkpoint, so logs of unattended runs (where the bar is not
+    // drawn) show the losses too; averaged since the last line, because a single
+    // iteration's losses (one small batch) jump around too much to read a trend from.
+    let mut on_chunk = |t: &mut Trainer, summary: &cyclegan::train::RunSummary| {
+        for w in t.take_warnings() {
             bar.suspend(|| eprintln!("warning: {w}"));
         }
-        // A line per sample or checkpoint, so logs of unattended runs (where the bar is
-        // not drawn) show the losses too; averaged since the last line, because a single
-        // iteration's losses (one small batch) jump around too much to read a trend from.
-        if let Some(mut p) = last {
+        let (last, sum) = &mut *since.borrow_mut();
+        if let Some(mut p) = last.take() {
             let rate = summary.iterations as f64 / p.elapsed.as_secs_f64().max(1e-9);
             let n = summary.iterations.max(1) as f64;
             let [g, gan, cycle, identity, d_a, d_b] = sum.map(|s| s / n);
+            *sum = [0.0; 6];
             p.losses = cyclegan::train::StepLosses {
                 g,
                 gan,
@@ -217,30 +197,32 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
                 )
             });
         }
-        let it = trainer.iteration();
-        if a.sample_every > 0 && (it % a.sample_every == 0 || summary.finished) {
-            let path = samples.join(format!("iter_{it:07}.png"));
-            let grid = trainer.sample_grid().map_err(|e| e.to_string())?;
-            write_image(&path, &grid).map_err(|e| e.to_string())?;
-        }
-        if it % a.checkpoint_every == 0 || summary.finished {
-            save_outputs(&trainer)?;
-        }
-    }
+        Ok(())
+    };
+    let schedule = session::Schedule {
+        out: &a.out,
+        checkpoint_every: a.checkpoint_every,
+        sample_every: a.sample_every,
+    };
+    session::run_with_checkpoints(
+        &mut trainer,
+        schedule,
+        u64::MAX,
+        &mut on_iteration,
+        &mut on_chunk,
+    )
+    .map_err(|e| {
+        bar.abandon();
+        e.to_string()
+    })?;
     bar.finish();
-    // A resumed run that was already complete still leaves the outputs in place.
-    save_outputs(&trainer)?;
     eprintln!(
         "wrote {} (content -> style), {} and {}",
-        a.out.join("style.safetensors").display(),
-        a.out.join("inverse.safetensors").display(),
+        a.out.join(session::STYLE_FILE).display(),
+        a.out.join(session::INVERSE_FILE).display(),
         ckpt.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-fn next_multiple(it: u64, every: u64) -> u64 {
-    (it / every + 1) * every
 }
 
 fn describe(p: &Progress) -> String {

@@ -6,7 +6,7 @@ use std::ffi::{c_char, c_void, CStr};
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::train::{RunSettings, RunSummary, StepLosses, Trainer};
+use crate::train::{session, RunSettings, RunSummary, StepLosses, Trainer};
 
 use super::options::cg_options;
 use super::pool::ThreadLimit;
@@ -106,9 +106,8 @@ impl cg_trainer {
     }
 }
 
-/// Up to `iterations` more iterations, with a checkpoint at every multiple of the interval
-/// and at the end, whether the run finished, was cancelled or reached `iterations`; `last`
-/// receives each iteration's losses.
+/// Up to `iterations` more iterations through the one checkpoint loop the CLI also runs
+/// ([`session::run_with_checkpoints`]); `last` receives each iteration's losses.
 fn train_for(
     trainer: &mut Trainer,
     settings: &RunSettings,
@@ -116,30 +115,21 @@ fn train_for(
     iterations: u64,
     report: &mut dyn FnMut(f32) -> bool,
 ) -> Result<RunSummary> {
-    let every = settings.checkpoint_every;
-    let ckpt = settings.checkpoint_path();
-    let mut done = 0;
-    let mut cancelled = false;
-    while done < iterations && !trainer.is_finished() && !cancelled {
-        let chunk = (every - trainer.iteration() % every).min(iterations - done);
-        let s = trainer.run(chunk, &mut |p| {
+    let schedule = session::Schedule {
+        out: &settings.out,
+        checkpoint_every: settings.checkpoint_every,
+        sample_every: 0,
+    };
+    session::run_with_checkpoints(
+        trainer,
+        schedule,
+        iterations,
+        &mut |p| {
             *last = Some(p.losses);
             report(p.iteration as f32 / p.total.max(1) as f32)
-        })?;
-        done += s.iterations;
-        cancelled = s.cancelled;
-        if trainer.iteration() % every == 0 {
-            trainer.save_checkpoint(&ckpt)?;
-        }
-    }
-    if done > 0 && trainer.iteration() % every != 0 {
-        trainer.save_checkpoint(&ckpt)?;
-    }
-    Ok(RunSummary {
-        iterations: done,
-        cancelled,
-        finished: trainer.is_finished(),
-    })
+        },
+        &mut |_, _| Ok(()),
+    )
 }
 
 /// Opens a training run described by `config_json`, a JSON object whose keys are the long
@@ -198,9 +188,11 @@ pub extern "C" fn cg_trainer_new(
 }
 
 /// Trains up to `iterations` more iterations, stopping early at the end of the run; pass
-/// UINT64_MAX to train to the end. The checkpoint in the run's `out` folder is written at
-/// every multiple of `checkpoint_every` and when the call returns, atomically: killing the
-/// process at any moment leaves the previous or the new checkpoint, never a torn one.
+/// UINT64_MAX to train to the end. The run's `out` folder receives the checkpoint and both
+/// styles (`style.safetensors`, content -> style, and `inverse.safetensors`) at every
+/// multiple of `checkpoint_every` and when the call returns, each atomically: killing the
+/// process at any moment leaves the previous or the new file, never a torn one. This is
+/// the loop `cyclegan train` runs, so both leave the same files.
 ///
 /// `progress` may be NULL; otherwise it is called after every iteration with `user_data` and
 /// the fraction of the whole run done, on the calling thread. It must not call `cg_trainer_*`

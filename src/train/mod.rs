@@ -16,6 +16,7 @@ pub mod losses;
 pub mod pool;
 pub mod rng;
 pub mod schedule;
+pub mod session;
 pub mod settings;
 pub mod state;
 pub mod trainer;
