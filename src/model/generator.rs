@@ -9,38 +9,8 @@ use super::conv::{Conv, ConvKind};
 use super::fused;
 use super::layers::{instance_stats, normalize, reflection_pad2d, NormStats};
 
-/// Which published layout a set of weights follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Layout {
-    /// The seed article's `GeneratorResNet`: `model.N.block.{1,5}`, nearest upsample + conv.
-    Seed,
-    /// pytorch-CycleGAN-and-pix2pix `ResnetGenerator`: `model.N.conv_block.{1,5}`, ConvTranspose.
-    Official,
-}
-
-impl Layout {
-    pub fn name(self) -> &'static str {
-        match self {
-            Layout::Seed => "seed",
-            Layout::Official => "official",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "seed" => Some(Layout::Seed),
-            "official" => Some(Layout::Official),
-            _ => None,
-        }
-    }
-
-    fn block_key(self) -> &'static str {
-        match self {
-            Layout::Seed => "block",
-            Layout::Official => "conv_block",
-        }
-    }
-}
+use super::layout;
+pub use super::layout::Layout;
 
 /// Shape of a generator: everything needed to build it or check a file against it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,16 +29,6 @@ impl GeneratorConfig {
         ngf: 64,
         blocks: 9,
     };
-
-    /// Sequential indices of the layers after the residual blocks:
-    /// (first upsampling conv, second, output conv).
-    fn tail_indices(&self) -> (usize, usize, usize) {
-        let b = 10 + self.blocks;
-        match self.layout {
-            Layout::Seed => (b + 1, b + 5, b + 9),
-            Layout::Official => (b, b + 3, b + 7),
-        }
-    }
 
     /// Instance norms in one forward pass: 3 down, 2 per block, 2 up.
     pub fn norm_count(&self) -> usize {
@@ -162,33 +122,47 @@ pub struct Generator {
 impl Generator {
     /// Builds the generator from `vb` (keys `model.N...` as the PyTorch module's state dict).
     pub fn new(vb: &VarBuilder, config: GeneratorConfig) -> Result<Self> {
-        let vb = vb.pp("model");
         let ngf = config.ngf;
         let fwd = |stride, padding| ConvKind::Forward { stride, padding };
-        let head = Conv::new(&vb, "1", 3, ngf, 7, fwd(1, 0))?;
+        let conv = |key: String, cin, cout, k, kind| Conv::new(vb, &key, cin, cout, k, kind);
+        let head = conv(layout::layer(layout::HEAD), 3, ngf, 7, fwd(1, 0))?;
         let down = [
-            Conv::new(&vb, "4", ngf, 2 * ngf, 3, fwd(2, 1))?,
-            Conv::new(&vb, "7", 2 * ngf, 4 * ngf, 3, fwd(2, 1))?,
+            conv(layout::layer(layout::DOWN[0]), ngf, 2 * ngf, 3, fwd(2, 1))?,
+            conv(
+                layout::layer(layout::DOWN[1]),
+                2 * ngf,
+                4 * ngf,
+                3,
+                fwd(2, 1),
+            )?,
         ];
         let blocks = (0..config.blocks)
             .map(|i| {
-                let vb = vb.pp((10 + i).to_string()).pp(config.layout.block_key());
+                let c = |j| {
+                    conv(
+                        config.layout.block_conv(i, j),
+                        4 * ngf,
+                        4 * ngf,
+                        3,
+                        fwd(1, 0),
+                    )
+                };
                 Ok(ResidualBlock {
-                    conv1: Conv::new(&vb, "1", 4 * ngf, 4 * ngf, 3, fwd(1, 0))?,
-                    conv2: Conv::new(&vb, "5", 4 * ngf, 4 * ngf, 3, fwd(1, 0))?,
+                    conv1: c(0)?,
+                    conv2: c(1)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let (u1, u2, t) = config.tail_indices();
+        let (u1, u2, t) = config.layout.tail_indices(config.blocks);
         let up_kind = match config.layout {
             Layout::Seed => fwd(1, 1),
             Layout::Official => ConvKind::Transposed,
         };
         let up = [
-            Conv::new(&vb, &u1.to_string(), 4 * ngf, 2 * ngf, 3, up_kind)?,
-            Conv::new(&vb, &u2.to_string(), 2 * ngf, ngf, 3, up_kind)?,
+            conv(layout::layer(u1), 4 * ngf, 2 * ngf, 3, up_kind)?,
+            conv(layout::layer(u2), 2 * ngf, ngf, 3, up_kind)?,
         ];
-        let tail = Conv::new(&vb, &t.to_string(), ngf, 3, 7, fwd(1, 0))?;
+        let tail = conv(layout::layer(t), ngf, 3, 7, fwd(1, 0))?;
         Ok(Self {
             config,
             head,

@@ -14,6 +14,11 @@ pub const DEFAULT_MAX_MEMORY: u64 = 2 << 30;
 /// model does not fit, and every call would fail.
 pub const MIN_MEMORY: u64 = 128 << 20;
 
+/// What a process needs besides the pipeline's own buffers and the engine: its code, the
+/// allocator's slack, the codecs' buffers around the call. Counted against every budget so
+/// that a process's peak, not only the call's, stays within it.
+pub const RUNTIME_RESERVE: u64 = 64 << 20;
+
 /// What memory the budget has to cover besides the engine's forward passes, in bytes.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Fixed {
@@ -68,6 +73,7 @@ pub(crate) fn plan(
 ) -> Result<Plan> {
     let device_free = engine.device_memory_free();
     let host_left = budget
+        .saturating_sub(RUNTIME_RESERVE)
         .saturating_sub(fixed.held)
         .saturating_sub(engine.resident_memory());
     // On a device with memory of its own the forward passes live there.
