@@ -48,9 +48,11 @@ fn is_temp(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tmp")
 }
 
-/// A temporary name as a killed writer (process `pid`, now gone) would have left it.
+/// A temporary name as a killed writer on this host (process `pid`, now gone) would have
+/// left it.
 fn dead_writers_temp(target: &str, pid: u32) -> String {
-    format!(".{target}.cyclegan-{pid}-0badf00d.tmp")
+    let host = cyclegan::batch::host_name();
+    format!(".{target}.cyclegan-{host}-{pid}-0badf00d.tmp")
 }
 
 /// Sends SIGKILL and reaps the process; returns its pid, now free.
@@ -166,6 +168,7 @@ fn batch_killed_at_random_moments_finishes_without_rewrites_or_leftovers() {
 
     let mut want: BTreeSet<String> = sizes.keys().cloned().collect();
     want.insert(foreign);
+    want.insert(".cyclegan".into()); // the run's report folder
     let got = names(&output);
     let extra: Vec<_> = got.difference(&want).collect();
     let missing: Vec<_> = want.difference(&got).collect();
