@@ -167,7 +167,7 @@ fn recursive_mirrors_the_layout_and_the_report_says_so() {
     let text = std::fs::read_to_string(out.join(".cyclegan/report-0-of-1.jsonl")).unwrap();
     let rec: serde_json::Value =
         serde_json::from_str(text.lines().find(|l| l.contains("\"result\"")).unwrap()).unwrap();
-    assert_eq!(rec["backend"], "cpu");
+    assert!(rec["backend"].as_str().unwrap().starts_with("cpu"), "{rec}");
     assert!(rec["pixels"].as_u64().unwrap() >= 24 * 20);
     assert!(rec["seconds"].as_f64().unwrap() >= 0.0);
     assert!(!rec["host"].as_str().unwrap().is_empty());

@@ -210,7 +210,7 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         None => Model::load(&a.style, backend),
     }
     .map_err(|e| e.to_string())?;
-    let backend_name = backend_name(model.device());
+    let backend_name = model.backend_name();
 
     let jobs = plan.jobs();
     let batch = plan.to_folder();
@@ -263,17 +263,6 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         jobs.len()
     );
     Ok(ExitCode::FAILURE)
-}
-
-fn backend_name(device: &candle_core::Device) -> String {
-    if device.is_cuda() {
-        "cuda"
-    } else if device.is_metal() {
-        "metal"
-    } else {
-        "cpu"
-    }
-    .to_owned()
 }
 
 fn run_report(output: &Path, reports: &[PathBuf]) -> Result<ExitCode, String> {
