@@ -188,7 +188,7 @@ fn slurm_array_splits_resumes_and_reports() {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/bash\nset -e\nexec {bin} stylize {src} -o {out} --recursive --scale 1 --tile 64 --model {model}\n",
+            "#!/bin/bash\nset -e\nexec {bin} stylize {src} -o {out} --recursive --scale 1 --model {model}\n",
             bin = env!("CARGO_BIN_EXE_cyclegan"),
             src = src.display(),
             out = out.display(),
