@@ -321,14 +321,15 @@ fn output_dir(path: &Path) -> Result<(&Path, &std::ffi::OsStr)> {
     Ok((dir, name))
 }
 
-/// The marker between the target's name and the writer's process id in a temporary name:
-/// `.NAME.cyclegan-PID-XXXXXXXX.tmp`. Unmistakably ours, so a later run can recognise
-/// (and remove) a temporary that a killed process left behind.
+/// The marker between the target's name and the writer's host and process id in a temporary
+/// name: `.NAME.cyclegan-HOST-PID-XXXXXXXX.tmp`. Unmistakably ours, so a later run can
+/// recognise (and remove) a temporary that a killed process left behind.
 const TEMP_MARKER: &str = ".cyclegan-";
 
 /// A name no concurrent writer (thread or process) is likely to pick; `create_new`
-/// catches the rest. It records the writer's process id so [`remove_stale_temps`] can
-/// tell a dead writer's leftovers from a live writer's work in progress.
+/// catches the rest. It records the writer's host and process id so [`remove_stale_temps`]
+/// can tell a dead writer's leftovers from a live writer's work in progress, also when
+/// tasks on several hosts share the output folder (see `crate::batch`).
 fn temp_name(name: &std::ffi::OsStr) -> OsString {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -343,27 +344,25 @@ fn temp_name(name: &std::ffi::OsStr) -> OsString {
     s.push(name);
     s.push(format!(
         "{TEMP_MARKER}{}-{:08x}.tmp",
-        std::process::id(),
+        crate::batch::writer_tag(),
         (mix ^ (mix >> 32)) as u32
     ));
     s
 }
 
-/// If `file_name` is a temporary of [`write_atomic`], the name of the file it was to
-/// become and the id of the process that wrote it.
+/// If `file_name` is a temporary that [`write_atomic`] wrote on this host, the name of the
+/// file it was to become and the id of the process that wrote it; `None` for other hosts'.
 fn parse_temp_name(file_name: &std::ffi::OsStr) -> Option<(&str, u32)> {
     let rest = file_name
         .to_str()?
         .strip_prefix('.')?
         .strip_suffix(".tmp")?;
     let (target, tail) = rest.rsplit_once(TEMP_MARKER)?;
-    let (pid, hex) = tail.split_once('-')?;
-    let valid_hex = hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    if target.is_empty() || !valid_hex || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit())
-    {
+    let pid = crate::batch::own_host_writer(tail)?;
+    if target.is_empty() {
         return None;
     }
-    Some((target, pid.parse().ok()?))
+    Some((target, pid))
 }
 
 /// Whether process `pid` may still be writing. Where the system cannot tell (no `/proc`),
@@ -377,8 +376,9 @@ fn writer_alive(pid: u32) -> bool {
 }
 
 /// Removes the temporaries that an interrupted [`write_atomic`] (a crash, a `kill -9`, a
-/// power cut) left in `dir`: only files named like ours (`.NAME.cyclegan-PID-XXXXXXXX.tmp`),
-/// only for targets `NAME` that `is_ours` accepts, and only when process `PID` is gone (on
+/// power cut) left in `dir`: only files named like ours (`.NAME.cyclegan-HOST-PID-XXXXXXXX.tmp`),
+/// only for targets `NAME` that `is_ours` accepts, only when HOST is this host (another
+/// host's live task must keep its file) and process `PID` is gone (on
 /// systems without `/proc`, any process but this one), so that a concurrent writer's file in
 /// progress is left alone. Returns how many were removed; errors are ignored, since a
 /// leftover temporary is harmless clutter.
@@ -404,7 +404,7 @@ pub fn remove_stale_temps(dir: &Path, is_ours: impl Fn(&str) -> bool) -> usize {
 
 /// Writes any output file (images, weights) so that `path` either keeps its old content
 /// or gets all of `bytes`, never a partial file: the data goes to a hidden temporary
-/// (`.NAME.cyclegan-PID-XXXXXXXX.tmp`) in the same folder, is synced, and is renamed over
+/// (`.NAME.cyclegan-HOST-PID-XXXXXXXX.tmp`) in the same folder, is synced, and is renamed over
 /// `path`. On error the temporary is removed; one left by a killed process is removed by
 /// [`remove_stale_temps`]. The folder must exist.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -1072,12 +1072,18 @@ mod tests {
         let d = &dir.0;
         // No process has id u32::MAX - 1 (Linux caps ids far below it).
         let dead = u32::MAX - 1;
+        let h = crate::batch::writer_tag().rsplit_once('-').unwrap().0; // this host
         let names = [
-            format!(".a.png.cyclegan-{dead}-0123abcd.tmp"), // stale, ours: removed
-            format!(".b.png.cyclegan-{dead}-0123abcd.tmp"), // stale, not asked for: kept
-            format!(".a.png.cyclegan-{}-0123abcd.tmp", std::process::id()), // live: kept
-            ".a.png.0123abcd.tmp".to_string(),              // not our pattern: kept
-            format!(".a.png.cyclegan-{dead}-0123abcz.tmp"), // not hex: kept
+            format!(".a.png.cyclegan-{h}-{dead}-0123abcd.tmp"), // stale, ours: removed
+            format!(".b.png.cyclegan-{h}-{dead}-0123abcd.tmp"), // stale, not asked for: kept
+            format!(
+                ".a.png.cyclegan-{}-0123abcd.tmp",
+                crate::batch::writer_tag()
+            ), // live: kept
+            ".a.png.0123abcd.tmp".to_string(),                  // not our pattern: kept
+            format!(".a.png.cyclegan-{h}-{dead}-0123abcz.tmp"), // not hex: kept
+            format!(".a.png.cyclegan-{h}x-{dead}-0123abcd.tmp"), // another host: kept
+            format!(".a.png.cyclegan-{dead}-0123abcd.tmp"),     // no host (older): kept
             "a.png".to_string(),
         ];
         for n in &names {

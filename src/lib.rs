@@ -6,6 +6,7 @@
 // Every `unsafe` block says why it is sound (SECURITY.md); clippy enforces it.
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod batch;
 pub mod capi;
 pub mod device;
 pub mod engine;

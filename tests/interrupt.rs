@@ -37,10 +37,12 @@ fn cyclegan() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cyclegan"))
 }
 
+/// The files in `dir`, without the batch's report folder `.cyclegan`.
 fn names(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".cyclegan")
         .collect()
 }
 
@@ -48,9 +50,11 @@ fn is_temp(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tmp")
 }
 
-/// A temporary name as a killed writer (process `pid`, now gone) would have left it.
+/// A temporary name as a killed writer on this host (process `pid`, now gone) would have
+/// left it.
 fn dead_writers_temp(target: &str, pid: u32) -> String {
-    format!(".{target}.cyclegan-{pid}-0badf00d.tmp")
+    let host = cyclegan::batch::host_name();
+    format!(".{target}.cyclegan-{host}-{pid}-0badf00d.tmp")
 }
 
 /// Sends SIGKILL and reaps the process; returns its pid, now free.

@@ -49,6 +49,15 @@ enum Command {
     },
     /// Learn a new style from a folder of photos and a folder of paintings.
     Train(train_cmd::TrainArgs),
+    /// Merge the reports of every task that wrote into OUT: done, failed and missing inputs.
+    /// Exits non-zero unless every input is done.
+    Report {
+        /// The output folder of `cyclegan stylize` (reads OUT/.cyclegan/*.jsonl).
+        output: PathBuf,
+        /// Further report files (written with `stylize --report`).
+        #[arg(long = "report", value_name = "FILE")]
+        reports: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -95,6 +104,33 @@ struct StylizeArgs {
     /// Refuse images larger than this many megapixels (decompression-bomb guard).
     #[arg(long, default_value_t = 250.0)]
     max_megapixels: f64,
+    /// Walk subfolders of input folders and mirror their layout under the output.
+    #[arg(short, long)]
+    recursive: bool,
+    /// Process only share K of N (K from 0). Default: from SLURM_ARRAY_TASK_ID/_COUNT/_MIN,
+    /// or JOB_COMPLETION_INDEX with --shard-count; else everything.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Number of shards for JOB_COMPLETION_INDEX (Kubernetes) or an explicit Slurm count
+    /// (default: CYCLEGAN_SHARD_COUNT).
+    #[arg(long, value_name = "N")]
+    shard_count: Option<u64>,
+    /// Append JSON Lines records here instead of OUT/.cyclegan/report-K-of-N.jsonl.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+}
+
+impl StylizeArgs {
+    fn batch_request(&self) -> cyclegan::batch::Request {
+        cyclegan::batch::Request {
+            inputs: self.inputs.clone(),
+            output: self.output.clone(),
+            recursive: self.recursive,
+            shard: self.shard.clone(),
+            shard_count: self.shard_count,
+            report: self.report.clone(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -109,6 +145,7 @@ fn main() -> ExitCode {
             name,
         } => run_import(&input, &output, &dtype, name),
         Command::Train(args) => train_cmd::run(args),
+        Command::Report { output, reports } => run_report(&output, &reports),
     };
     match result {
         Ok(code) => code,
@@ -116,81 +153,6 @@ fn main() -> ExitCode {
             eprintln!("error: {msg}");
             ExitCode::FAILURE
         }
-    }
-}
-
-const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "tif", "tiff", "webp"];
-
-fn is_image_name(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
-
-/// Pairs each input file with its output path.
-fn plan_jobs(inputs: &[PathBuf], output: &Path) -> Result<Vec<(PathBuf, PathBuf)>, String> {
-    let mut files = Vec::new();
-    let mut any_dir = false;
-    for input in inputs {
-        if input.is_dir() {
-            any_dir = true;
-            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
-                .map_err(|e| format!("{}: {e}", input.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_image_name(p))
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(input.clone());
-        }
-    }
-    let to_folder = any_dir || inputs.len() > 1 || output.is_dir();
-    if !to_folder {
-        return Ok(vec![(files.remove(0), output.to_path_buf())]);
-    }
-    if output.exists() && !output.is_dir() {
-        return Err(format!(
-            "{}: several inputs need an output folder, but this is a file",
-            output.display()
-        ));
-    }
-    std::fs::create_dir_all(output).map_err(|e| format!("{}: {e}", output.display()))?;
-    let mut seen = std::collections::HashSet::new();
-    files
-        .into_iter()
-        .map(|f| {
-            let name = f
-                .file_name()
-                .ok_or_else(|| format!("{}: not a file name", f.display()))?;
-            let out = output.join(name);
-            if !seen.insert(out.clone()) {
-                return Err(format!(
-                    "two inputs would both be written to {}; stylize them separately",
-                    out.display()
-                ));
-            }
-            Ok((f, out))
-        })
-        .collect()
-}
-
-/// Removes the temporary files that an earlier run killed mid-write (`kill -9`, a crash)
-/// left beside this run's outputs; only names of our own pattern for files this run
-/// writes, and only when the process that wrote them is gone.
-fn remove_stale_temps(jobs: &[(PathBuf, PathBuf)]) {
-    let mut by_dir: BTreeMap<PathBuf, std::collections::HashSet<String>> = BTreeMap::new();
-    for (_, out) in jobs {
-        let dir = match out.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if let Some(name) = out.file_name().and_then(|n| n.to_str()) {
-            by_dir.entry(dir).or_default().insert(name.to_owned());
-        }
-    }
-    for (dir, names) in by_dir {
-        cyclegan::io::remove_stale_temps(&dir, |target| names.contains(target));
     }
 }
 
@@ -230,8 +192,15 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         max_pixels: (a.max_megapixels * 1e6) as u64,
         ..DecodeLimits::default()
     };
-    let jobs = plan_jobs(&a.inputs, &a.output)?;
-    remove_stale_temps(&jobs);
+    let plan = cyclegan::batch::plan(&a.batch_request())?;
+    for line in plan.messages() {
+        eprintln!("{line}");
+    }
+    if plan.jobs().is_empty() {
+        // Still record the (empty) share, so `cyclegan report` knows this task ran.
+        cyclegan::batch::run(&plan, a.overwrite, |_| unreachable!(), |_, _| {})?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let backend = Backend::parse(&a.device).map_err(|e| e.to_string())?;
     if let Some(notice) = backend.fallback_notice() {
         eprintln!("note: {notice}");
@@ -241,8 +210,10 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         None => Model::load(&a.style, backend),
     }
     .map_err(|e| e.to_string())?;
+    let backend_name = model.backend_name();
 
-    let batch = jobs.len() > 1;
+    let jobs = plan.jobs();
+    let batch = plan.to_folder();
     let bar = ProgressBar::new(if batch { jobs.len() as u64 } else { 1000 });
     bar.set_style(
         ProgressStyle::with_template(if batch {
@@ -253,42 +224,55 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         .expect("static template"),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
-    let mut failures = Vec::new();
-    let mut skipped = 0;
-    for (input, output) in &jobs {
-        bar.set_message(
-            input
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-        );
-        if same_file(input, output) {
-            failures.push(format!(
-                "{}: output would overwrite the input; choose another output",
-                input.display()
-            ));
-        } else if output.exists() && !a.overwrite {
-            skipped += 1;
-        } else if let Err(e) = stylize_one(&model, input, output, &opts, &limits, &bar, batch) {
-            failures.push(e);
-        }
-        if batch {
-            bar.inc(1);
-        }
-    }
+    let summary = cyclegan::batch::run(
+        &plan,
+        a.overwrite,
+        |job| {
+            bar.set_message(job.key.clone());
+            let pixels = stylize_one(&model, &job.input, &job.output, &opts, &limits, &bar, batch)?;
+            Ok(cyclegan::batch::Processed {
+                pixels,
+                backend: backend_name.clone(),
+            })
+        },
+        |_, _| {
+            if batch {
+                bar.inc(1);
+            }
+        },
+    )?;
     bar.finish_and_clear();
-    if skipped > 0 {
-        eprintln!("skipped {skipped} existing output(s); use --overwrite to replace them");
+    for w in &summary.warnings {
+        eprintln!("warning: {w}");
     }
-    if failures.is_empty() {
+    if summary.skipped > 0 {
+        eprintln!(
+            "skipped {} existing output(s); use --overwrite to replace them",
+            summary.skipped
+        );
+    }
+    if summary.failures.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    for f in &failures {
+    for f in &summary.failures {
         eprintln!("error: {f}");
     }
-    eprintln!("{} of {} image(s) failed", failures.len(), jobs.len());
+    eprintln!(
+        "{} of {} image(s) failed",
+        summary.failures.len(),
+        jobs.len()
+    );
     Ok(ExitCode::FAILURE)
+}
+
+fn run_report(output: &Path, reports: &[PathBuf]) -> Result<ExitCode, String> {
+    let summary = cyclegan::batch::summarize_folder(output, reports)?;
+    print!("{}", summary.render());
+    Ok(if summary.all_done() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn stylize_one(
@@ -299,10 +283,11 @@ fn stylize_one(
     limits: &DecodeLimits,
     bar: &ProgressBar,
     batch: bool,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     // Check the output format before spending time on the network.
     cyclegan::io::output_format(output).map_err(|e| format!("{}: {e}", output.display()))?;
     let pixels = read_image(input, limits).map_err(|e| e.to_string())?;
+    let count = pixels.width as u64 * pixels.height as u64;
     let styled = stylize(model, &pixels, opts, &mut |f| {
         if !batch {
             bar.set_position((f * 1000.0) as u64);
@@ -312,7 +297,8 @@ fn stylize_one(
     .map_err(|e| format!("{}: {e}", input.display()))?;
     // The input is not needed while the output is encoded.
     drop(pixels);
-    write_image(output, &styled).map_err(|e| e.to_string())
+    write_image(output, &styled).map_err(|e| e.to_string())?;
+    Ok(count)
 }
 
 fn run_info(file: &str) -> Result<ExitCode, String> {
