@@ -224,7 +224,8 @@ impl RunSettings {
         ) -> Result<()> {
             match v {
                 Some(v) if !(v >= lo && v <= hi) => Err(Error::InvalidArgument(format!(
-                    "training setting {k} = {v} is outside its range {lo} ..= {hi}"
+                    "training setting {k} = {v} is outside its range {lo} ..= {hi}; \
+                     see train::settings::limits"
                 ))),
                 _ => Ok(()),
             }
@@ -244,9 +245,21 @@ impl RunSettings {
             1,
             limits::ITERATIONS,
         )?;
-        over("lr", self.lr, f64::MIN_POSITIVE, limits::LR)?;
-        over("lambda_cycle", self.lambda_cycle, 0.0, limits::LAMBDA)?;
-        over("lambda_identity", self.lambda_identity, 0.0, limits::LAMBDA)?;
+        // Only the upper limits of the floats: `TrainConfig::validate` explains the lower
+        // ones ("learning rate -1 must be positive").
+        for (k, v, hi) in [
+            ("lr", self.lr, limits::LR),
+            ("lambda_cycle", self.lambda_cycle, limits::LAMBDA),
+            ("lambda_identity", self.lambda_identity, limits::LAMBDA),
+        ] {
+            if v.is_some_and(|v| v > hi) {
+                return Err(Error::InvalidArgument(format!(
+                    "training setting {k} = {} is over its limit of {hi}; see \
+                     train::settings::limits",
+                    v.unwrap_or_default()
+                )));
+            }
+        }
         let size = u64::from(self.size.unwrap_or(256));
         let area = size * size;
         let batch = self.batch.unwrap_or(1) as u64;
