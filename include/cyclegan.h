@@ -199,6 +199,13 @@ typedef struct {
 #define CG_ERR_COMPUTE 8
 
 /**
+ * A buffer the call needed could not be allocated (a very large image, or too little memory
+ * left in the process). Nothing was changed and the library remains usable: retry with a
+ * smaller image or scale, or after freeing memory.
+ */
+#define CG_ERR_OUT_OF_MEMORY 9
+
+/**
  * The best available: CUDA, then Metal, then the CPU. The default.
  */
 #define CG_BACKEND_AUTO 0

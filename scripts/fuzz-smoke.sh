@@ -14,7 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-"weights decode capi_image"}
+targets=${FUZZ_TARGETS:-"weights decode capi_image settings"}
+# A crafted input may not make the library hold more than this (issue #19).
+rss_mb=${FUZZ_RSS_MB:-1024}
 cargo_fuzz_version=0.13.2
 
 if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $cargo_fuzz_version" ]; then
@@ -40,7 +42,7 @@ for t in $targets; do
   mkdir -p "fuzz/corpus/$t"
   if ! cargo "${toolchain[@]}" fuzz run --sanitizer "$sanitizer" "$t" \
       "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
-      -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=30 -print_final_stats=1; then
+      -max_total_time="$seconds" -rss_limit_mb="$rss_mb" -malloc_limit_mb="$rss_mb" -timeout=30 -print_final_stats=1; then
     failed+=("$t")
   fi
 done

@@ -23,7 +23,7 @@ use ::image::{
     DynamicImage, ImageBuffer, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{reserve, Error, Result};
 use crate::pixels::{from_u16, from_u8, sample_count, sanitize, to_u16, to_u8, BitDepth, Pixels};
 
 /// Human-readable list used in every "unsupported" message so users learn what works.
@@ -54,31 +54,108 @@ impl Default for DecodeLimits {
     }
 }
 
-/// Decodes an image file (PNG, JPEG, TIFF or WebP; 8 or 16 bits; gray, gray+alpha, RGB
-/// or RGBA) into the working form, with its EXIF orientation applied so that portrait
-/// phone photos come out upright.
-pub fn read_image(path: &Path, limits: &DecodeLimits) -> Result<Pixels> {
-    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.is_dir() {
-        return Err(Error::io(
-            path,
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "is a folder, not an image file",
-            ),
-        ));
+/// Largest input file of any kind (image, style, checkpoint, `--init`) read into memory: the
+/// same as [`DecodeLimits::default`]'s `max_alloc_bytes`, so one limit holds everywhere.
+pub const MAX_INPUT_FILE_BYTES: u64 = 4 << 30;
+
+/// Memory that an image's ancillary data (ICC profile, compressed text, EXIF, TIFF tags) may
+/// take beyond its pixels. A real ICC profile is under 1 MB; a compressed one that inflates to
+/// gigabytes is a bomb, and the decoders drop it (or refuse the file) at this bound.
+const ANCILLARY_BYTES: u64 = 64 << 20;
+
+/// What a path names when it is not a regular file, for the message that refuses it.
+fn file_kind(ft: fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_char_device() {
+            return "a character device";
+        }
+        if ft.is_block_device() {
+            return "a block device";
+        }
+        if ft.is_fifo() {
+            return "a named pipe (FIFO)";
+        }
+        if ft.is_socket() {
+            return "a socket";
+        }
     }
-    if meta.len() > limits.max_alloc_bytes {
-        return Err(Error::format(
+    if ft.is_dir() {
+        "a folder"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn not_regular(path: &Path, ft: fs::FileType) -> Error {
+    Error::io(
+        path,
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "is {}, not a regular file; give the path of a file",
+                file_kind(ft)
+            ),
+        ),
+    )
+}
+
+/// Reads a whole input file, refusing anything but a regular file and anything over
+/// `max_bytes`.
+///
+/// Device files (`/dev/zero` reports size 0 and never ends), FIFOs (opening one waits for a
+/// writer) and sockets are refused by name from `stat` before they are opened; the file is
+/// then opened non-blocking and checked again on the open handle, so swapping the path for a
+/// FIFO in between cannot hang the read either. The read itself stops at `max_bytes + 1`
+/// bytes whatever the metadata said, and the buffer is allocated fallibly.
+pub fn read_input_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(not_regular(path, meta.file_type()));
+    }
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = opts.open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(not_regular(path, meta.file_type()));
+    }
+    let too_big = |len: u64| {
+        Error::format(
             path,
             format!(
-                "file is {} bytes, over the limit of {} bytes (raise DecodeLimits::max_alloc_bytes to allow it)",
-                meta.len(),
-                limits.max_alloc_bytes
+                "file is {len} bytes or more, over the limit of {max_bytes} bytes for an input file"
             ),
-        ));
+        )
+    };
+    if meta.len() > max_bytes {
+        return Err(too_big(meta.len()));
     }
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::new();
+    let hint = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+    reserve(&mut bytes, hint, &format!("reading {}", path.display()))?;
+    io::Read::read_to_end(
+        &mut io::Read::take(file, max_bytes.saturating_add(1)),
+        &mut bytes,
+    )
+    .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Decodes an image file (PNG, JPEG, TIFF or WebP; 8 or 16 bits; gray, gray+alpha, RGB
+/// or RGBA) into the working form, with its EXIF orientation applied so that portrait
+/// phone photos come out upright. Only regular files are read (see [`read_input_file`]).
+pub fn read_image(path: &Path, limits: &DecodeLimits) -> Result<Pixels> {
+    let bytes = read_input_file(path, limits.max_alloc_bytes)?;
     decode_guarded(&bytes, limits, Some(path))
 }
 
@@ -151,12 +228,39 @@ fn decode_inner(bytes: &[u8], limits: &DecodeLimits, path: Option<&Path>) -> Res
         }
     }
 
+    let format = reader.format().unwrap_or(ImageFormat::Png);
+    if format == ImageFormat::Jpeg && !has_jpeg_end(bytes) {
+        return Err(format_error(
+            path,
+            "the JPEG file is truncated (it has no end-of-image marker), so part of the picture \
+             is missing; copy or download it again"
+                .into(),
+        ));
+    }
     let mut image_limits = Limits::default();
     // A single row or column can never legitimately exceed the pixel budget.
     let side = Some(u32::try_from(limits.max_pixels).unwrap_or(u32::MAX));
     image_limits.max_image_width = side;
     image_limits.max_image_height = side;
-    image_limits.max_alloc = Some(limits.max_alloc_bytes);
+
+    // The decoders take one memory limit, `max_alloc`, for pixels and ancillary data alike
+    // (the png crate decompresses an iCCP or zTXt chunk up to it, the tiff crate reads tag
+    // values up to it). Sized for the pixels alone, a 3 MB PNG of 8x8 pixels could inflate
+    // a 3 GB ICC profile. So the header is read first under the ancillary bound, and the
+    // image is then decoded under its own pixel size plus that bound.
+    let mut probe_limits = image_limits.clone();
+    probe_limits.max_alloc = Some(limits.max_alloc_bytes.min(ANCILLARY_BYTES));
+    let mut probe = ImageReader::with_format(Cursor::new(bytes), format);
+    probe.limits(probe_limits);
+    let (pw, ph) = probe.into_dimensions().map_err(|e| image_error(e, path))?;
+    let pixel_bytes = u64::from(pw)
+        .saturating_mul(u64::from(ph))
+        .saturating_mul(16);
+    image_limits.max_alloc = Some(
+        limits
+            .max_alloc_bytes
+            .min(pixel_bytes.saturating_add(ANCILLARY_BYTES)),
+    );
     reader.limits(image_limits);
 
     let mut decoder = reader.into_decoder().map_err(|e| image_error(e, path))?;
@@ -198,9 +302,34 @@ fn decode_inner(bytes: &[u8], limits: &DecodeLimits, path: Option<&Path>) -> Res
 
     // Broken EXIF must not cost the user the picture: fall back to "as stored".
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    // The decoder allocates its output infallibly: make sure the process can hold it (and
+    // the working copy made from it) first, so a huge image is an error, not an abort.
+    let mut probe: Vec<u8> = Vec::new();
+    reserve(
+        &mut probe,
+        usize::try_from(decoder.total_bytes().saturating_add(working)).unwrap_or(usize::MAX),
+        &format!("decoding a {w}x{h} image"),
+    )
+    .map_err(|e| with_input(e, path))?;
+    drop(probe);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| image_error(e, path))?;
     img.apply_orientation(orientation);
-    Ok(from_dynamic(img))
+    from_dynamic(img).map_err(|e| with_input(e, path))
+}
+
+/// Names the input in an out-of-memory message.
+fn with_input(e: Error, path: Option<&Path>) -> Error {
+    match e {
+        Error::OutOfMemory(m) => Error::OutOfMemory(format!("{}: {m}", describe(path))),
+        other => other,
+    }
+}
+
+/// Whether a JPEG ends with its end-of-image marker (possibly followed by trailing data that
+/// some cameras append). The decoder fills a truncated JPEG's missing part with grey and
+/// reports success, which would give the user a half-grey painting without a word.
+fn has_jpeg_end(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Maps the image crate's errors onto the crate's, keeping "your file is broken"
@@ -220,10 +349,15 @@ fn image_error(e: ImageError, path: Option<&Path>) -> Error {
 }
 
 /// Gray is replicated into RGB because the network only takes three channels.
-fn expand<T: Copy>(raw: &[T], src_ch: usize, f: impl Fn(T) -> f32) -> (u8, Vec<f32>) {
+fn expand<T: Copy>(raw: &[T], src_ch: usize, f: impl Fn(T) -> f32) -> Result<(u8, Vec<f32>)> {
     let alpha = src_ch == 2 || src_ch == 4;
     let dst_ch = if alpha { 4 } else { 3 };
-    let mut out = Vec::with_capacity(raw.len() / src_ch * dst_ch);
+    let mut out = Vec::new();
+    reserve(
+        &mut out,
+        raw.len() / src_ch * dst_ch,
+        "the working copy of the image",
+    )?;
     for px in raw.chunks_exact(src_ch) {
         match src_ch {
             1 | 2 => {
@@ -236,12 +370,12 @@ fn expand<T: Copy>(raw: &[T], src_ch: usize, f: impl Fn(T) -> f32) -> (u8, Vec<f
             out.push(f(px[src_ch - 1]));
         }
     }
-    (dst_ch as u8, out)
+    Ok((dst_ch as u8, out))
 }
 
-fn from_dynamic(img: DynamicImage) -> Pixels {
+fn from_dynamic(img: DynamicImage) -> Result<Pixels> {
     let (width, height) = (img.width(), img.height());
-    let (depth, (channels, data)) = match img {
+    let (depth, expanded) = match img {
         DynamicImage::ImageLuma8(b) => (BitDepth::Eight, expand(b.as_raw(), 1, from_u8)),
         DynamicImage::ImageLumaA8(b) => (BitDepth::Eight, expand(b.as_raw(), 2, from_u8)),
         DynamicImage::ImageRgb8(b) => (BitDepth::Eight, expand(b.as_raw(), 3, from_u8)),
@@ -258,13 +392,14 @@ fn from_dynamic(img: DynamicImage) -> Pixels {
             expand(other.to_rgba32f().as_raw(), 4, sanitize),
         ),
     };
-    Pixels {
+    let (channels, data) = expanded?;
+    Ok(Pixels {
         width,
         height,
         channels,
         depth,
         data,
-    }
+    })
 }
 
 /// Picks the output format from the extension, because that is what users (and every
@@ -911,6 +1046,44 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn truncated_jpeg_is_refused_not_stylized_grey() {
+        let jpeg = encode_image(&smooth(64, 48), ImageFormat::Jpeg).unwrap();
+        let e = format_msg(decode_image(&jpeg[..jpeg.len() * 2 / 3], &limits()).unwrap_err());
+        assert!(e.contains("truncated") && e.contains("end-of-image"), "{e}");
+        // Trailing data after the end marker (some cameras append a video) is fine.
+        let mut tail = jpeg.clone();
+        tail.extend_from_slice(&[7u8; 3000]);
+        decode_image(&tail, &limits()).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_are_read() {
+        let e = read_input_file(Path::new("/dev/zero"), 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/dev/zero") && e.contains("character device"),
+            "{e}"
+        );
+        let dir = TempDir::new("regular");
+        let e = read_input_file(&dir.0, 1 << 20).unwrap_err().to_string();
+        assert!(e.contains("a folder"), "{e}");
+        let fifo = dir.0.join("pipe.png");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } == 0 {
+            let e = read_image(&fifo, &limits()).unwrap_err().to_string();
+            assert!(e.contains("named pipe (FIFO)"), "{e}");
+        }
+        let big = dir.0.join("big.bin");
+        fs::write(&big, vec![1u8; 5000]).unwrap();
+        let e = read_input_file(&big, 4999).unwrap_err().to_string();
+        assert!(e.contains("over the limit of 4999 bytes"), "{e}");
+        assert_eq!(read_input_file(&big, 5000).unwrap().len(), 5000);
     }
 
     #[test]

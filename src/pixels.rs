@@ -6,7 +6,7 @@
 //! `round(v * 255)` with `v = ((y + 1) / 2).clamp(0, 1)`, which equals
 //! `round((y + 1) * 127.5)` because halving is exact in binary floating point.
 
-use crate::error::{Error, Result};
+use crate::error::{reserve, try_vec, Error, Result};
 use ::image::imageops::{self, FilterType};
 use ::image::{ImageBuffer, Rgb, Rgba};
 
@@ -77,7 +77,9 @@ pub(crate) fn from_u16(p: u16) -> f32 {
 
 impl Pixels {
     /// Allocates a black (and fully transparent, for RGBA) image, refusing sizes whose
-    /// buffer length would overflow rather than wrapping into a too-small allocation.
+    /// buffer length would overflow rather than wrapping into a too-small allocation. The
+    /// buffer is allocated fallibly: a size the process cannot hold is
+    /// [`Error::OutOfMemory`], not an abort (a 16000x16000 image needs 4 GB here).
     pub fn new(width: u32, height: u32, channels: u8, depth: BitDepth) -> Result<Self> {
         if width == 0 || height == 0 {
             return Err(Error::InvalidArgument(format!(
@@ -94,12 +96,13 @@ impl Pixels {
                 "image size {width}x{height}x{channels} does not fit in memory on this platform"
             ))
         })?;
+        let data = try_vec(n, 0.0, &format!("a {width}x{height} working image"))?;
         Ok(Pixels {
             width,
             height,
             channels,
             depth,
-            data: vec![0.0; n],
+            data,
         })
     }
 
@@ -107,14 +110,7 @@ impl Pixels {
     /// survive a picture too large for it).
     pub fn try_clone(&self) -> Result<Self> {
         let mut data = Vec::new();
-        data.try_reserve_exact(self.data.len()).map_err(|_| {
-            Error::InvalidArgument(format!(
-                "out of memory copying a {}x{} image ({} MB); use a smaller image or scale",
-                self.width,
-                self.height,
-                (self.data.len() * 4) >> 20
-            ))
-        })?;
+        crate::error::reserve(&mut data, self.data.len(), "a copy of the image")?;
         data.extend_from_slice(&self.data);
         Ok(Self { data, ..*self })
     }
@@ -159,6 +155,38 @@ impl Pixels {
             b[i] = px[2] * 2.0 - 1.0;
         }
         out
+    }
+
+    /// [`Pixels::to_planar_rgb`] with the buffer allocated fallibly: a size the process
+    /// cannot hold is [`Error::OutOfMemory`] rather than an abort.
+    pub fn try_to_planar_rgb(&self) -> Result<Vec<f32>> {
+        let n = self.pixel_count();
+        let ch = usize::from(self.channels.max(3));
+        let mut out = try_vec(n.saturating_mul(3), 0.0f32, "the network's input planes")?;
+        let (r, rest) = out.split_at_mut(n);
+        let (g, b) = rest.split_at_mut(n);
+        for (i, px) in self.data.chunks_exact(ch).take(n).enumerate() {
+            r[i] = px[0] * 2.0 - 1.0;
+            g[i] = px[1] * 2.0 - 1.0;
+            b[i] = px[2] * 2.0 - 1.0;
+        }
+        Ok(out)
+    }
+
+    /// [`Pixels::resized`], but checks first that the copies it makes fit in memory: the
+    /// premultiplied copy and the result are reserved fallibly (and released) before the
+    /// resampler allocates them, so a size the process cannot hold is
+    /// [`Error::OutOfMemory`] rather than an abort.
+    pub fn try_resized(&self, width: u32, height: u32) -> Result<Pixels> {
+        let channels = if self.has_alpha() { 4 } else { 3 };
+        let out = sample_count(width.max(1), height.max(1), channels).ok_or_else(|| {
+            Error::OutOfMemory(format!("a {width}x{height} image does not fit in memory"))
+        })?;
+        let mut probe: Vec<f32> = Vec::new();
+        let what = format!("resizing to {width}x{height}");
+        reserve(&mut probe, out.saturating_add(self.data.len()), &what)?;
+        drop(probe);
+        Ok(self.resized(width, height))
     }
 
     /// Replaces RGB from planar CHW network output `y` in [-1, 1]:

@@ -300,6 +300,12 @@ pub fn run(
                 "{}: output would overwrite the input; choose another output",
                 job.input.display()
             ))
+        } else if job.output.is_dir() {
+            Outcome::Failed(format!(
+                "{}: a folder of that name is where this output would be written; rename or \
+                 move the folder, or choose another output",
+                job.output.display()
+            ))
         } else if job.output.exists() && !overwrite {
             Outcome::Skipped
         } else {

@@ -150,7 +150,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(msg) => {
-            eprintln!("error: {msg}");
+            // Messages quote names and text from input files; escape them so a file cannot
+            // drive the terminal or forge lines.
+            eprintln!("error: {}", cyclegan::error::escape_text(&msg));
             ExitCode::FAILURE
         }
     }
@@ -188,8 +190,16 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         precision: cyclegan::Precision::parse(&a.precision).map_err(|e| e.to_string())?,
     };
     opts.validate().map_err(|e| e.to_string())?;
+    let max_pixels = a.max_megapixels * 1e6;
+    if !(max_pixels.is_finite() && max_pixels >= 1.0) {
+        return Err(format!(
+            "--max-megapixels {}: give a positive number of megapixels, at least 0.000001 \
+             (one pixel); the default is 250",
+            a.max_megapixels
+        ));
+    }
     let limits = DecodeLimits {
-        max_pixels: (a.max_megapixels * 1e6) as u64,
+        max_pixels: max_pixels as u64,
         ..DecodeLimits::default()
     };
     let plan = cyclegan::batch::plan(&a.batch_request())?;
@@ -255,7 +265,7 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     for f in &summary.failures {
-        eprintln!("error: {f}");
+        eprintln!("error: {}", cyclegan::error::escape_text(f));
     }
     eprintln!(
         "{} of {} image(s) failed",
@@ -309,26 +319,49 @@ fn run_info(file: &str) -> Result<ExitCode, String> {
             .ok_or_else(|| format!("{file}: no such file or shipped style"))?
             .map_err(|e| e.to_string())?
     };
-    println!("file:       {file}");
-    println!("format:     {:?}", weights.format);
+    use cyclegan::error::escape_text as esc;
+    let mut lines = vec![
+        format!("file:       {}", esc(file)),
+        format!("format:     {:?}", weights.format),
+    ];
     match weights.generator_config() {
         Ok(c) => {
-            println!("network:    generator");
-            println!("layout:     {}", c.layout.name());
-            println!("filters:    {}", c.ngf);
-            println!("blocks:     {}", c.blocks);
+            lines.push("network:    generator".into());
+            lines.push(format!("layout:     {}", c.layout.name()));
+            lines.push(format!("filters:    {}", c.ngf));
+            lines.push(format!("blocks:     {}", c.blocks));
         }
-        Err(e) => println!("network:    not a single generator ({e})"),
+        Err(e) => lines.push(format!(
+            "network:    not a single generator ({})",
+            esc(&e.to_string())
+        )),
     }
     if let Some(d) = weights.dtype() {
-        println!("dtype:      {}", format!("{d:?}").to_lowercase());
+        lines.push(format!("dtype:      {}", format!("{d:?}").to_lowercase()));
     }
-    println!("parameters: {}", weights.parameter_count());
-    println!("tensors:    {}", weights.tensors.len());
+    lines.push(format!("parameters: {}", weights.parameter_count()));
+    lines.push(format!("tensors:    {}", weights.tensors.len()));
     for (k, v) in &weights.metadata {
-        println!("meta {k}: {v}");
+        // Metadata is free text from the file: a value could hold terminal escapes.
+        lines.push(format!("meta {}: {}", esc(k), esc(v)));
     }
-    Ok(ExitCode::SUCCESS)
+    // `cyclegan info monet | head -3` closes the pipe early: that is the reader's choice,
+    // not a failure (println! would panic on it).
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for l in lines {
+        match writeln!(out, "{l}") {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+            Err(e) => return Err(format!("cannot write to standard output: {e}")),
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write to standard output: {e}"))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn run_import(

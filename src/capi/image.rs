@@ -73,7 +73,11 @@ impl ImageView {
     /// Checks `img`'s fields; `what` names it in error messages ("src", "dst").
     pub(crate) fn new(img: &cg_image, what: &str) -> Result<Self> {
         let bad = |msg: String| Error::InvalidArgument(format!("{what}: {msg}"));
-        let format = format_from(img.format).map_err(|e| bad(e.to_string()))?;
+        // Keep the inner message only: "invalid argument: src: invalid argument: ..." otherwise.
+        let format = format_from(img.format).map_err(|e| match e {
+            Error::InvalidArgument(m) => bad(m),
+            other => other,
+        })?;
         if img.data.is_null() {
             return Err(bad("data is NULL".into()));
         }

@@ -78,8 +78,8 @@ pub(crate) unsafe fn model_ref<'a>(model: *const cg_model) -> Result<&'a Model> 
 /// names no shipped style and no file, or if `opts` is not a live options handle; CG_ERR_IO
 /// if the file cannot be read (missing, a folder, unreadable); CG_ERR_FORMAT if
 /// it is not a valid style; CG_ERR_UNSUPPORTED for checkpoint features this build cannot read;
-/// CG_ERR_BACKEND_UNAVAILABLE if the chosen backend is missing; CG_ERR_COMPUTE if the device
-/// fails (e.g. runs out of memory).
+/// CG_ERR_BACKEND_UNAVAILABLE if the chosen backend is missing; CG_ERR_OUT_OF_MEMORY if the
+/// weights cannot be allocated; CG_ERR_COMPUTE if the device fails.
 ///
 /// Thread-safe: any number of models may be loaded concurrently.
 #[no_mangle]

@@ -178,13 +178,14 @@ pub extern "C" fn cg_options_set_threads(opts: *mut cg_options, threads: u32) ->
     })
 }
 
-/// Forces tiles of `tile_size` working pixels, at least 160; 0 (the default) lets the
+/// Forces tiles of `tile_size` working pixels, at least 64 (tiles are at least 160 pixels
+/// wide, so smaller values act as 160); 0 (the default) lets the
 /// memory plan choose: the whole image in one piece when it fits the memory limit (see
 /// `cg_options_set_memory_limit`), otherwise the largest tiles that fit. Tiles overlap and
 /// are normalized with whole-image statistics, so they leave no seams; larger tiles are
 /// faster and use more memory.
 ///
-/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `tile_size` is 1..159.
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `tile_size` is 1..63.
 #[no_mangle]
 pub extern "C" fn cg_options_set_tile_size(opts: *mut cg_options, tile_size: u32) -> cg_status {
     ffi_status(|| {

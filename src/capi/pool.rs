@@ -1,7 +1,14 @@
 //! The private worker pool behind `cg_options_set_threads`: bounds the compute threads of a
 //! stylize call, keeps the caller's progress callback on the caller's thread, and joins its
 //! threads when released so that no library thread outlives `cg_options_free`.
+//!
+//! A progress callback may itself call `cg_model_stylize` with the same options (a GUI host
+//! that pumps its event loop from the callback can do this without knowing). The pool's
+//! workers are then all waiting for that callback to return, so the nested call cannot run
+//! on them: it runs on a temporary pool of the same size, started and joined within the
+//! nested call, and works like any other call.
 
+use std::cell::RefCell;
 use std::sync::{mpsc, OnceLock};
 use std::thread::JoinHandle;
 
@@ -38,6 +45,12 @@ impl ThreadLimit {
             return Ok(work(progress));
         }
         let pool = match self.pool.get() {
+            // Called from one of this pool's own progress callbacks: its workers are busy
+            // waiting for that callback, so queueing work on them would never return.
+            Some(p) if p.in_callback_here() => {
+                let temporary = WorkerPool::new(self.threads as usize)?;
+                return Ok(temporary.run(progress, work));
+            }
             Some(p) => p,
             None => {
                 let built = WorkerPool::new(self.threads as usize)?;
@@ -46,6 +59,31 @@ impl ThreadLimit {
             }
         };
         Ok(pool.run(progress, work))
+    }
+}
+
+thread_local! {
+    /// The pools whose progress callback this thread is running now (innermost last), by
+    /// address: how a nested call from inside a callback is recognised.
+    static IN_CALLBACK: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks the current thread as inside `pool`'s progress callback until dropped, also when
+/// the callback unwinds.
+struct CallbackMark;
+
+impl CallbackMark {
+    fn enter(pool: usize) -> Self {
+        IN_CALLBACK.with(|v| v.borrow_mut().push(pool));
+        CallbackMark
+    }
+}
+
+impl Drop for CallbackMark {
+    fn drop(&mut self) {
+        IN_CALLBACK.with(|v| {
+            v.borrow_mut().pop();
+        });
     }
 }
 
@@ -77,6 +115,15 @@ impl WorkerPool {
         })
     }
 
+    fn id(&self) -> usize {
+        self as *const Self as usize
+    }
+
+    /// Whether the current thread is inside one of this pool's progress callbacks.
+    fn in_callback_here(&self) -> bool {
+        IN_CALLBACK.with(|v| v.borrow().contains(&self.id()))
+    }
+
     /// Runs `work` on the pool and `progress` on the calling thread.
     ///
     /// candle's CPU kernels and matrix products parallelise on the current rayon pool, so
@@ -95,6 +142,7 @@ impl WorkerPool {
         let (to_caller, from_worker) = mpsc::channel::<Msg<R>>();
         let (to_worker, from_caller) = mpsc::channel::<bool>();
         let pool = self.pool.as_ref().expect("pool is present until drop");
+        let id = self.id();
         pool.in_place_scope(move |scope| {
             scope.spawn(move |_| {
                 let mut relay = |f: f32| {
@@ -106,6 +154,7 @@ impl WorkerPool {
             for msg in from_worker.iter() {
                 match msg {
                     Msg::Progress(f) => {
+                        let _mark = CallbackMark::enter(id);
                         let _ = to_worker.send(progress(f));
                     }
                     Msg::Done(r) => return r,
@@ -154,6 +203,40 @@ mod tests {
         });
         assert_eq!(r, (2, 1), "pool size, reports before the cancel");
         assert_eq!(seen, vec![0.25, 0.5]);
+    }
+
+    /// A callback that stylizes again with the same options (a GUI pumping its event loop)
+    /// must not wait for the pool's only worker, which is waiting for that very callback.
+    #[test]
+    fn a_nested_call_from_the_progress_callback_completes() {
+        let limit = std::sync::Arc::new(ThreadLimit::new(1));
+        let (done_tx, done_rx) = mpsc::channel();
+        let l = limit.clone();
+        std::thread::spawn(move || {
+            let inner = l.clone();
+            let mut nested = vec![];
+            let mut progress = |f: f32| {
+                if f < 1.0 {
+                    let r = inner.run(&mut |_| true, |p| {
+                        p(0.5);
+                        rayon::current_num_threads()
+                    });
+                    nested.push(r.unwrap());
+                }
+                true
+            };
+            let outer = l.run(&mut progress, |p| {
+                p(0.5);
+                p(1.0);
+                rayon::current_num_threads()
+            });
+            let _ = done_tx.send((outer.unwrap(), nested));
+        });
+        let (outer, nested) = done_rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the nested call deadlocked");
+        assert_eq!((outer, nested), (1, vec![1]), "both ran on 1-thread pools");
+        IN_CALLBACK.with(|v| assert!(v.borrow().is_empty()));
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub const CG_ERR_CANCELLED: cg_status = 6;
 pub const CG_ERR_PANIC: cg_status = 7;
 /// The compute backend failed (device error, device out of memory, internal tensor error).
 pub const CG_ERR_COMPUTE: cg_status = 8;
+/// A buffer the call needed could not be allocated (a very large image, or too little memory
+/// left in the process). Nothing was changed and the library remains usable: retry with a
+/// smaller image or scale, or after freeing memory.
+pub const CG_ERR_OUT_OF_MEMORY: cg_status = 9;
 
 /// The status a Rust error surfaces as. An exhaustive match, so a new `Error` variant
 /// cannot compile until it is given a status.
@@ -44,6 +48,7 @@ pub(crate) fn status_of(e: &Error) -> cg_status {
         Error::Unsupported(_) => CG_ERR_UNSUPPORTED,
         Error::BackendUnavailable(_) => CG_ERR_BACKEND_UNAVAILABLE,
         Error::Cancelled => CG_ERR_CANCELLED,
+        Error::OutOfMemory(_) => CG_ERR_OUT_OF_MEMORY,
         Error::Compute(_) | Error::Tensor(_) => CG_ERR_COMPUTE,
     }
 }
@@ -78,6 +83,7 @@ pub extern "C" fn cg_status_str(status: cg_status) -> *const c_char {
             CG_ERR_CANCELLED => c"cancelled",
             CG_ERR_PANIC => c"internal error (panic)",
             CG_ERR_COMPUTE => c"compute backend error",
+            CG_ERR_OUT_OF_MEMORY => c"out of memory",
             _ => c"unknown status",
         };
         s.as_ptr()

@@ -33,7 +33,9 @@ pub type cg_progress_fn =
 /// Returns CG_OK; CG_ERR_INVALID_ARGUMENT if `model`, `src` or `dst` is NULL, `model` or
 /// `opts` is not a live handle (see `cg_model_free`), an image is malformed (NULL data, zero
 /// size, stride too small, a byte span that overflows, unknown format) or the sizes differ;
-/// CG_ERR_CANCELLED if `progress` returned false; CG_ERR_COMPUTE if the device fails.
+/// CG_ERR_CANCELLED if `progress` returned false; CG_ERR_OUT_OF_MEMORY if a working buffer
+/// cannot be allocated or the image does not fit the memory limit even in the smallest
+/// tiles (`cg_options_set_memory_limit`); CG_ERR_COMPUTE if the device fails.
 ///
 /// Thread-safe: concurrent calls may share one model and one options handle (neither is
 /// modified), as long as no call writes a buffer another call reads or writes and no thread

@@ -22,8 +22,9 @@ use self::tiles::Axis;
 /// size (issue #17), while content similarity fell only from 0.76 to 0.69.
 pub const AUTO_WORKING_SIDE: u32 = 384;
 
-/// The smallest `tile` override: a tile must be wider than its two overlap margins.
-pub const MIN_TILE_OVERRIDE: u32 = 2 * tiles::MARGIN as u32 + 32;
+/// The smallest `tile` override accepted; tiles narrower than their two overlap margins
+/// plus 32 pixels are widened to that (160).
+pub const MIN_TILE_OVERRIDE: u32 = 64;
 
 /// Working resolution.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -145,7 +146,11 @@ pub fn stylize(
     let (w, h) = (input.width, input.height);
     let (ww, wh) = opts.working_size(w, h);
     let native = (ww, wh) == (w, h);
-    let work = (!native).then(|| input.resized(ww, wh));
+    let work = if native {
+        None
+    } else {
+        Some(input.try_resized(ww, wh)?)
+    };
     let work_ref = work.as_ref().unwrap_or(input);
     let work_bytes = 4 * work_ref.data.len() as u64;
     let fixed = Fixed {
@@ -156,10 +161,10 @@ pub fn stylize(
     let mut out = if native {
         styled
     } else {
-        let mut up = styled.resized(w, h);
+        let mut up = styled.try_resized(w, h)?;
         drop(styled);
         if opts.detail > 0.0 {
-            let low = work_ref.resized(w, h);
+            let low = work_ref.try_resized(w, h)?;
             add_detail(&mut up, input, &low, opts.detail);
         }
         up
@@ -291,10 +296,10 @@ fn run_network(
                 done: 0.0,
                 total: (pw * ph) as f64,
             };
-            let x = tiles::read_window(img, 0, 0, pw, ph);
+            let x = tiles::read_window(img, 0, 0, pw, ph)?;
             let y = p.forward(engine, &x, (pw, ph), Stats::Measure)?;
             drop(x);
-            out.data.iter_mut().for_each(|v| *v = 0.0);
+            clear_rgb(&mut out);
             tiles::add_window(&mut out, &y, (0, 0, pw, ph), &vec![1.0; pw], &vec![1.0; ph]);
         }
         Plan::Tiled { tile, stats_scale } => {
@@ -319,10 +324,10 @@ fn run_network(
             // The statistics pass ran on the largest image that fits; its buffers would
             // otherwise sit beside the tiles' for the whole run.
             engine.release_buffers();
-            out.data.iter_mut().for_each(|v| *v = 0.0);
+            clear_rgb(&mut out);
             for (&(y0, th), wy) in ys.spans.iter().zip(&ys.weights) {
                 for (&(x0, tw), wx) in xs.spans.iter().zip(&xs.weights) {
-                    let x = tiles::read_window(img, x0, y0, tw, th);
+                    let x = tiles::read_window(img, x0, y0, tw, th)?;
                     let y = p.forward(engine, &x, (tw, th), Stats::Given(&stats))?;
                     drop(x);
                     tiles::add_window(&mut out, &y, (x0, y0, tw, th), wx, wy);
@@ -353,12 +358,20 @@ fn measure_stats(
     let (src, w, h) = if whole {
         (img, sw, sh)
     } else {
-        small = img.resized(sw as u32, sh as u32);
+        small = img.try_resized(sw as u32, sh as u32)?;
         (&small, sw, sh)
     };
-    let x = tiles::read_window(src, 0, 0, w, h);
+    let x = tiles::read_window(src, 0, 0, w, h)?;
     p.forward(engine, &x, (w, h), Stats::Record(&mut stats))?;
     Ok(stats)
+}
+
+/// Zeroes RGB for tiles to be added into, keeping alpha (the input's, which the working
+/// copy's resampling to full size needs).
+fn clear_rgb(out: &mut Pixels) {
+    for px in out.data.chunks_exact_mut(out.channels as usize) {
+        px[..3].fill(0.0);
+    }
 }
 
 fn round_up4(v: usize) -> usize {

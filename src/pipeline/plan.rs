@@ -109,10 +109,10 @@ pub(crate) fn plan(
     // The largest square tile that fits, on the 4-pixel grid the network needs.
     let mut lo = MIN_TILE;
     if !fits(lo, lo) {
-        return Err(Error::InvalidArgument(format!(
+        return Err(Error::OutOfMemory(format!(
             "the memory limit of {} is too small: a {pw}x{ph} working image needs at least {} \
              (the model, the image and one {lo}-px tile); raise the memory limit \
-             (--max-memory, cg_options_set_memory_limit) or lower the scale",
+             (--max-memory, cg_options_set_memory_limit)",
             human(budget),
             human(budget.saturating_sub(avail) + need(lo, lo)),
         )));

@@ -7,6 +7,7 @@
 //! each overlap, normalized to sum to exactly 1), so a tile's output is simply added, times
 //! its weights, into the output image: no accumulator or weight-sum image.
 
+use crate::error::{try_vec, Result};
 use crate::pixels::Pixels;
 
 /// Overlap kept on each side of a tile's core. The network's effective receptive field
@@ -94,11 +95,17 @@ pub(crate) fn mirror(i: usize, n: usize) -> usize {
 
 /// Reads the `tw` x `th` window at (`x0`, `y0`) of `img` padded by mirroring its right and
 /// bottom edges, as planar RGB in [-1, 1]: a forward pass's input.
-pub(crate) fn read_window(img: &Pixels, x0: usize, y0: usize, tw: usize, th: usize) -> Vec<f32> {
+pub(crate) fn read_window(
+    img: &Pixels,
+    x0: usize,
+    y0: usize,
+    tw: usize,
+    th: usize,
+) -> Result<Vec<f32>> {
     let (w, h) = (img.width as usize, img.height as usize);
     let ch = img.channels as usize;
     let plane = tw * th;
-    let mut out = vec![0f32; 3 * plane];
+    let mut out = try_vec(3 * plane, 0f32, "the network's input planes")?;
     for y in 0..th {
         let row = &img.data[mirror(y0 + y, h) * w * ch..][..w * ch];
         for x in 0..tw {
@@ -108,7 +115,7 @@ pub(crate) fn read_window(img: &Pixels, x0: usize, y0: usize, tw: usize, th: usi
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Adds a forward pass's output `y` (planar, `tw` x `th` at (`x0`, `y0`), in [-1, 1]) into
@@ -176,7 +183,7 @@ mod tests {
         for (i, v) in img.data.iter_mut().enumerate() {
             *v = (i % 256) as f32 / 255.0;
         }
-        let win = read_window(&img, 0, 0, 8, 4);
+        let win = read_window(&img, 0, 0, 8, 4).unwrap();
         // x = 7 mirrors x = 1 in a 5-wide row; y = 3 mirrors y = 1.
         assert_eq!(win[7], img.get(1, 0, 0) * 2.0 - 1.0);
         assert_eq!(win[3 * 8], img.get(0, 1, 0) * 2.0 - 1.0);

@@ -17,6 +17,64 @@ use crate::weights::Weights;
 /// minutes, rarely enough that writing (~100 MB for the seed networks) stays cheap.
 pub const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
 
+/// Upper limits of the settings, checked by [`RunSettings::check_limits`] before anything is
+/// allocated: far above any useful value (the seed recipe's is in brackets), low enough that
+/// a mistyped or hostile value is an error rather than a process that allocates until the
+/// system kills it.
+///
+/// | setting | range | seed |
+/// | --- | --- | --- |
+/// | `size` (crop side, px) | 32 ..= 2048, a multiple of 4 | 256 |
+/// | `batch` | 1 ..= 64 | 1 |
+/// | `batch` x `size`² (pixels per step) | at most 16 Mi (e.g. 16 crops of 1024) | |
+/// | `pool` (past fakes kept) | 0 ..= 1000, and `pool` x `size`² at most 256 Mi px | 50 |
+/// | `ngf`, `ndf` (filters) | 1 ..= 256 | 64 |
+/// | `blocks` (residual blocks) | 1 ..= 64 | 9 |
+/// | `epochs` | 1 ..= 1 000 000 | |
+/// | `iterations`, `decay_from`, `checkpoint_every` | at most 1 000 000 000 | |
+/// | `lr` | above 0, at most 1 | 0.0002 |
+/// | `lambda_cycle`, `lambda_identity` | 0 ..= 10 000 | 10, 5 |
+pub mod limits {
+    pub const SIZE: u32 = 2048;
+    pub const BATCH: usize = 64;
+    pub const BATCH_PIXELS: u64 = 16 << 20;
+    pub const POOL: usize = 1000;
+    pub const POOL_PIXELS: u64 = 256 << 20;
+    pub const FILTERS: usize = 256;
+    pub const BLOCKS: usize = 64;
+    pub const EPOCHS: u64 = 1_000_000;
+    pub const ITERATIONS: u64 = 1_000_000_000;
+    pub const LR: f64 = 1.0;
+    pub const LAMBDA: f64 = 10_000.0;
+}
+
+/// Checks a whole training configuration against [`limits`]: what a resumed run's stored
+/// configuration (which comes from the checkpoint file) must pass before any network or pool
+/// is built. [`RunSettings::open`] calls it for new runs; a new run's settings are also
+/// checked one by one with their names by [`RunSettings::check_limits`].
+pub fn check_config_limits(c: &TrainConfig) -> Result<()> {
+    let (unit, n) = match c.length {
+        Length::Epochs(n) => ("epochs", n),
+        Length::Iterations(n) => ("iterations", n),
+    };
+    let given = RunSettings {
+        epochs: (unit == "epochs").then_some(n),
+        iterations: (unit == "iterations").then_some(n),
+        decay_from: c.decay_from,
+        size: Some(c.size),
+        batch: Some(c.batch),
+        lr: Some(c.lr),
+        lambda_cycle: Some(c.lambda_cycle),
+        lambda_identity: Some(c.lambda_identity),
+        pool: Some(c.pool_size),
+        ngf: Some(c.generator.ngf),
+        blocks: Some(c.generator.blocks),
+        ndf: Some(c.ndf),
+        ..RunSettings::new(PathBuf::from("."))
+    };
+    given.check_limits()
+}
+
 /// Every setting of a run; `None` means "not given".
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSettings {
@@ -86,6 +144,11 @@ impl RunSettings {
                 "the training settings must be a JSON object, e.g. {\"content\": \"photos\", \"style\": \"paintings\", \"out\": \"run\", \"iterations\": 1000}".into(),
             ));
         };
+        if let Some(k) = duplicate_top_level_key(text) {
+            return Err(Error::InvalidArgument(format!(
+                "training setting {k:?} is given twice; keep one"
+            )));
+        }
         let out = match map.get("out") {
             Some(Value::Null) | None => {
                 return Err(Error::InvalidArgument(
@@ -145,6 +208,88 @@ impl RunSettings {
                         KEYS.join(", ")
                     )))
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses settings outside [`limits`] (and `blocks` 0, which trains a network the loader
+    /// cannot read back), naming the setting, its value and its range.
+    pub fn check_limits(&self) -> Result<()> {
+        fn over<T: PartialOrd + std::fmt::Display>(
+            k: &str,
+            v: Option<T>,
+            lo: T,
+            hi: T,
+        ) -> Result<()> {
+            match v {
+                Some(v) if !(v >= lo && v <= hi) => Err(Error::InvalidArgument(format!(
+                    "training setting {k} = {v} is outside its range {lo} ..= {hi}; \
+                     see train::settings::limits"
+                ))),
+                _ => Ok(()),
+            }
+        }
+        over("size", self.size, 32, limits::SIZE)?;
+        over("batch", self.batch, 1, limits::BATCH)?;
+        over("pool", self.pool, 0, limits::POOL)?;
+        over("ngf", self.ngf, 1, limits::FILTERS)?;
+        over("ndf", self.ndf, 1, limits::FILTERS)?;
+        over("blocks", self.blocks, 1, limits::BLOCKS)?;
+        over("epochs", self.epochs, 1, limits::EPOCHS)?;
+        over("iterations", self.iterations, 1, limits::ITERATIONS)?;
+        over("decay_from", self.decay_from, 0, limits::ITERATIONS)?;
+        over(
+            "checkpoint_every",
+            Some(self.checkpoint_every),
+            1,
+            limits::ITERATIONS,
+        )?;
+        // Only the upper limits of the floats: `TrainConfig::validate` explains the lower
+        // ones ("learning rate -1 must be positive").
+        for (k, v, hi) in [
+            ("lr", self.lr, limits::LR),
+            ("lambda_cycle", self.lambda_cycle, limits::LAMBDA),
+            ("lambda_identity", self.lambda_identity, limits::LAMBDA),
+        ] {
+            if v.is_some_and(|v| v > hi) {
+                return Err(Error::InvalidArgument(format!(
+                    "training setting {k} = {} is over its limit of {hi}; see \
+                     train::settings::limits",
+                    v.unwrap_or_default()
+                )));
+            }
+        }
+        let size = u64::from(self.size.unwrap_or(256));
+        let area = size * size;
+        let batch = self.batch.unwrap_or(1) as u64;
+        if batch * area > limits::BATCH_PIXELS {
+            return Err(Error::InvalidArgument(format!(
+                "batch {batch} of {size}x{size} crops is {} pixels per step, over the limit of {}; \
+                 use a smaller batch or size",
+                batch * area,
+                limits::BATCH_PIXELS
+            )));
+        }
+        let pool = self.pool.unwrap_or(50) as u64;
+        if pool * area > limits::POOL_PIXELS {
+            return Err(Error::InvalidArgument(format!(
+                "a pool of {pool} {size}x{size} images is {} pixels, over the limit of {}; \
+                 use a smaller pool or size",
+                pool * area,
+                limits::POOL_PIXELS
+            )));
+        }
+        for (k, p) in [
+            ("out", Some(&self.out)),
+            ("content", self.content.as_ref()),
+            ("style", self.style.as_ref()),
+            ("init", self.init.as_ref()),
+        ] {
+            if p.is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(Error::InvalidArgument(format!(
+                    "training setting {k} is an empty path; give a folder or file name"
+                )));
             }
         }
         Ok(())
@@ -228,6 +373,7 @@ impl RunSettings {
     /// start over an existing run and to resume a missing one, so no checkpoint is ever
     /// replaced by accident.
     pub fn open(&self, backend: Backend) -> Result<Trainer> {
+        self.check_limits()?;
         let ckpt = self.checkpoint_path();
         if self.resume {
             if !ckpt.is_file() {
@@ -247,7 +393,9 @@ impl RunSettings {
             )));
         }
         // Everything that can fail on the inputs is checked before the folder is made.
-        let trainer = Trainer::new(self.new_config()?, backend)?;
+        let config = self.new_config()?;
+        check_config_limits(&config)?;
+        let trainer = Trainer::new(config, backend)?;
         writable_folder(&self.out)?;
         Ok(trainer)
     }
@@ -272,6 +420,42 @@ fn writable_folder(dir: &Path) -> Result<()> {
         .map_err(fail)?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
+}
+
+/// The first key that appears twice at the top level of a JSON object already known to be
+/// valid. serde_json keeps the last of duplicate keys silently, which would let a settings
+/// file say two different things and train with one of them.
+fn duplicate_top_level_key(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut seen = std::collections::HashSet::new();
+    let (mut depth, mut i, mut expect_key) = (0usize, 0usize, false);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if depth == 1 && expect_key {
+                    let key: String = serde_json::from_str(text.get(start..=i)?).ok()?;
+                    if !seen.insert(key.clone()) {
+                        return Some(key);
+                    }
+                    expect_key = false;
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                expect_key = depth == 1;
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => expect_key = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The JSON keys, for the message about an unknown one.
@@ -369,12 +553,66 @@ mod tests {
         assert!(err(r#"{"out": "o", "size": 99999999999}"#).contains("too large"));
         assert!(err(r#"{"out": "o", "epochs": 1, "iterations": 2}"#).contains("not both"));
         assert!(err(r#"{"out": "o", "checkpoint_every": 0}"#).contains("at least 1"));
+        let dup = err(r#"{"out": "o", "size": 64, "nested": {"size": 1}, "size": 128}"#);
+        assert!(dup.contains("\"size\" is given twice"), "{dup}");
         let missing = RunSettings::from_json(r#"{"out": "o", "style": "b", "epochs": 1}"#)
             .unwrap()
             .new_config()
             .unwrap_err()
             .to_string();
         assert!(missing.contains("content folder"), "{missing}");
+    }
+
+    fn limit_err(json: &str) -> String {
+        RunSettings::from_json(json)
+            .and_then(|s| s.check_limits())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn settings_beyond_their_limits_are_refused_by_name() {
+        for (json, what) in [
+            (r#"{"out": "o", "ngf": 100000}"#, "ngf = 100000"),
+            (r#"{"out": "o", "ndf": 1000000}"#, "ndf = 1000000"),
+            (
+                r#"{"out": "o", "pool": 1000000000000}"#,
+                "pool = 1000000000000",
+            ),
+            (r#"{"out": "o", "blocks": 100000000}"#, "blocks = 100000000"),
+            (r#"{"out": "o", "blocks": 0}"#, "blocks = 0"),
+            (r#"{"out": "o", "batch": 1000000000}"#, "batch = 1000000000"),
+            (r#"{"out": "o", "size": 4294967292}"#, "size = 4294967292"),
+            (
+                r#"{"out": "o", "iterations": 18446744073709551615}"#,
+                "iterations",
+            ),
+            (r#"{"out": "o", "lr": 1e300}"#, "lr"),
+            (r#"{"out": "o", "lambda_cycle": 1e300}"#, "lambda_cycle"),
+            (
+                r#"{"out": "o", "size": 2048, "batch": 64}"#,
+                "pixels per step",
+            ),
+            (
+                r#"{"out": "o", "size": 2048, "pool": 1000}"#,
+                "use a smaller pool",
+            ),
+            (r#"{"out": ""}"#, "empty path"),
+            (r#"{"out": "o", "content": ""}"#, "empty path"),
+        ] {
+            let e = limit_err(json);
+            assert!(e.contains(what), "{json}: {e}");
+        }
+        let seed = RunSettings::from_json(
+            r#"{"out": "o", "size": 256, "batch": 1, "pool": 50, "ngf": 64, "ndf": 64,
+                "blocks": 9, "iterations": 1000, "lr": 0.0002}"#,
+        )
+        .unwrap();
+        seed.check_limits().unwrap();
+        let mut c = seed.clone();
+        c.content = Some("a".into());
+        c.style = Some("b".into());
+        check_config_limits(&c.new_config().unwrap()).unwrap();
     }
 
     #[test]

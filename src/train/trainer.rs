@@ -127,6 +127,8 @@ impl Trainer {
         let (tensors, meta) = checkpoint::read(path)?;
         let stored = TrainConfig::from_metadata(&meta).map_err(|e| e.with_path(path))?;
         let config = edit(stored.clone());
+        // A crafted checkpoint's stored settings get the limits a new run's settings get.
+        crate::train::settings::check_config_limits(&config)?;
         let fixed = [
             (
                 "generator layout",

@@ -10,7 +10,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::error::{Error, Result};
+use crate::error::{escape_text, Error, Result};
 use crate::model::{Generator, GeneratorConfig, Layout};
 
 /// Where a set of weights came from; `info` prints it.
@@ -34,9 +34,11 @@ const WRAPPER_PREFIXES: [&str; 2] = ["module.", "_orig_mod."];
 const IGNORED_SUFFIXES: [&str; 3] = ["running_mean", "running_var", "num_batches_tracked"];
 
 impl Weights {
-    /// Reads a `.safetensors` or `.pth` file, told apart by content, not by extension.
+    /// Reads a `.safetensors` or `.pth` file, told apart by content, not by extension. Only a
+    /// regular file of at most [`crate::io::MAX_INPUT_FILE_BYTES`] is read; every error
+    /// names the file.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::io::read_input_file(path, crate::io::MAX_INPUT_FILE_BYTES)?;
         Self::from_bytes(&bytes).map_err(|e| e.with_path(path))
     }
 
@@ -84,8 +86,9 @@ impl Weights {
                     S::F64 => DType::F64,
                     other => {
                         return Err(Error::format_mem(format!(
-                        "tensor {name} has dtype {other:?}; weights must be f16, bf16, f32 or f64"
-                    )))
+                            "tensor {} has dtype {other:?}; weights must be f16, bf16, f32 or f64",
+                            escape_text(&name)
+                        )))
                     }
                 };
                 let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)?;
@@ -133,9 +136,15 @@ impl Weights {
                  model.10.block.1.weight or model.10.conv_block.1.weight)",
             )),
             many => Err(Error::format_mem(format!(
-                "the file holds several generators ({}); export the one you want with \
-                 `cyclegan import`",
-                many.join(", ")
+                "the file holds several generators ({}); keep one: export it from PyTorch on \
+                 its own (e.g. `torch.save(ckpt[\"G_A\"], \"g.pth\")`) and import that file",
+                many.iter()
+                    .map(|p| match p.as_str() {
+                        "" => "one at the top level".to_string(),
+                        p => format!("one under {}", escape_text(p)),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
@@ -169,7 +178,8 @@ impl Weights {
         let dims = head.dims();
         if dims.len() != 4 || dims[1] != 3 || dims[2] != 7 || dims[3] != 7 || dims[0] == 0 {
             return Err(Error::format_mem(format!(
-                "{p}model.1.weight has shape {dims:?}; a generator's first layer is [ngf, 3, 7, 7]"
+                "{}model.1.weight has shape {dims:?}; a generator's first layer is [ngf, 3, 7, 7]",
+                escape_text(p)
             )));
         }
         Ok(GeneratorConfig {
@@ -208,7 +218,9 @@ impl Weights {
         for (k, t) in self.tensors.iter().filter(|(k, _)| k.starts_with(prefix)) {
             if !all_finite(t)? {
                 return Err(Error::format_mem(format!(
-                    "tensor {k} holds NaN or infinite values"
+                    "tensor {} holds NaN or infinite values; the file is corrupt or the \
+                     training diverged, use another checkpoint",
+                    escape_text(k)
                 )));
             }
         }
@@ -312,17 +324,25 @@ fn all_finite(t: &Tensor) -> Result<bool> {
                     .iter()
                     .all(|v| v.is_finite()))
             }
+            DType::BF16 => {
+                return Ok(cpu.as_slice::<half::bf16>()?[span]
+                    .iter()
+                    .all(|v| v.is_finite()))
+            }
             DType::F32 => return Ok(cpu.as_slice::<f32>()?[span].iter().all(|v| v.is_finite())),
+            DType::F64 => return Ok(cpu.as_slice::<f64>()?[span].iter().all(|v| v.is_finite())),
             _ => {}
         }
     }
     drop(storage);
-    let sum = t
-        .to_dtype(DType::F32)?
-        .abs()?
-        .sum_all()?
-        .to_scalar::<f32>()?;
-    Ok(sum.is_finite())
+    // Element by element: a sum of absolute values overflows to infinity on large finite
+    // weights (bf16 3e38) and would refuse a valid file.
+    let values = t
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    Ok(values.iter().all(|v| v.is_finite()))
 }
 
 /// One generator's weights as stored, ready to build on any device and in any dtype: what
@@ -358,7 +378,7 @@ impl GeneratorWeights {
                 config.layout.name(),
                 config.ngf,
                 config.blocks,
-                first_line(&e.to_string())
+                escape_text(first_line(&e.to_string()))
             ))
         })
     }
@@ -388,5 +408,43 @@ mod tests {
             }
         }
         assert!(hit);
+    }
+
+    /// The check once summed absolute values, which overflows on large finite weights.
+    #[test]
+    fn large_finite_weights_are_not_called_infinite() {
+        use half::bf16;
+        let cpu = &Device::Cpu;
+        let t = |v: Vec<bf16>| Tensor::from_vec(v, (2, 2), cpu).unwrap();
+        assert!(all_finite(&t(vec![bf16::from_f32(3e38); 4])).unwrap());
+        assert!(!all_finite(&t(vec![bf16::ONE, bf16::INFINITY, bf16::ONE, bf16::ONE])).unwrap());
+        assert!(!all_finite(&t(vec![bf16::NAN; 4])).unwrap());
+        let f64s = |v: Vec<f64>| Tensor::from_vec(v, 2, cpu).unwrap();
+        assert!(all_finite(&f64s(vec![1e300, -1e300])).unwrap());
+        assert!(!all_finite(&f64s(vec![f64::NAN, 0.0])).unwrap());
+        // Strided views (through `contiguous`) and other dtypes go through the copy.
+        let view = f64s(vec![1e300, 2.0]).narrow(0, 1, 1).unwrap();
+        assert!(all_finite(&view).unwrap());
+    }
+
+    #[test]
+    fn several_generators_are_listed_readably() {
+        let z = || Tensor::zeros((1,), DType::F32, &Device::Cpu).unwrap();
+        let mut tensors = HashMap::new();
+        for p in ["", "G_A.", "G_B."] {
+            tensors.insert(format!("{p}model.1.weight"), z());
+            tensors.insert(format!("{p}model.10.block.1.weight"), z());
+        }
+        let w = Weights {
+            tensors,
+            metadata: BTreeMap::new(),
+            format: SourceFormat::Pth,
+        };
+        let e = w.generator_config().unwrap_err().to_string();
+        assert!(
+            e.contains("(one at the top level, one under G_A., one under G_B.)"),
+            "{e}"
+        );
+        assert!(!e.contains("<memory>"), "{e}");
     }
 }

@@ -191,7 +191,9 @@ static void test_bad_values(void) {
     }
     CHECK_STATUS(cg_options_set_strength(o, 1.0000001f), CG_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(cg_options_set_strength(o, -0.0000001f), CG_ERR_INVALID_ARGUMENT);
-    CHECK_STATUS(cg_options_set_tile_size(o, 0), CG_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cg_options_set_tile_size(o, 63), CG_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cg_options_set_memory_limit(o, 1), CG_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cg_options_set_memory_limit(o, UINT64_MAX), CG_OK);
     CHECK_STATUS(cg_options_set_threads(o, UINT32_MAX), CG_ERR_INVALID_ARGUMENT);
     const cg_backend backends[] = {4, 99, 0x80000000u, UINT32_MAX};
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++) {

@@ -27,7 +27,8 @@ static void test_status_strings(void) {
                              CG_ERR_BACKEND_UNAVAILABLE,
                              CG_ERR_CANCELLED,
                              CG_ERR_PANIC,
-                             CG_ERR_COMPUTE};
+                             CG_ERR_COMPUTE,
+                             CG_ERR_OUT_OF_MEMORY};
     const size_t n = sizeof all / sizeof all[0];
     CHECK(CG_OK == 0);
     for (size_t i = 0; i < n; i++) {
