@@ -94,6 +94,8 @@ pub(crate) fn plan(
         f
     };
     if let Some(t) = tile {
+        // Tiles narrower than their two margins plus 32 pixels are widened to that.
+        let t = t.max(2 * MARGIN + 32);
         if pw <= t && ph <= t {
             return Ok(Plan::Whole);
         }
