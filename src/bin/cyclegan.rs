@@ -3,15 +3,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use cyclegan::io::{read_image, write_image, DecodeLimits};
+use cyclegan::io::{read_image, write_image_with_quality, DecodeLimits};
 use cyclegan::weights::{save_style, Weights};
-use cyclegan::{stylize, Backend, Model, Scale, StylizeOptions};
+use cyclegan::{stylize, Backend, Model, StylizeOptions};
 
+mod report;
 #[path = "train_cmd.rs"]
 mod train_cmd;
 
@@ -49,6 +50,12 @@ enum Command {
     },
     /// Learn a new style from a folder of photos and a folder of paintings.
     Train(train_cmd::TrainArgs),
+    /// List the shipped styles (names for --style; any letter case).
+    Styles {
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -58,8 +65,8 @@ struct StylizeArgs {
     inputs: Vec<PathBuf>,
     /// Output file, or folder when there are several inputs or a folder.
     #[arg(short, long)]
-    output: PathBuf,
-    /// A shipped style name.
+    output: Option<PathBuf>,
+    /// A shipped style name, any letter case (`cyclegan styles` lists them).
     #[arg(long, default_value = cyclegan::DEFAULT_STYLE, conflicts_with = "model")]
     style: String,
     /// A style file (.safetensors or .pth) instead of a shipped style.
@@ -68,8 +75,8 @@ struct StylizeArgs {
     /// 0 keeps the photo, 1 is the full style.
     #[arg(long, default_value_t = 1.0)]
     strength: f32,
-    /// Working resolution as a fraction of the input (1 = native), or "auto"
-    /// (long side 384 px: brush strokes at the scale the style was trained on).
+    /// Working resolution as a fraction of the input (1 = native), or "auto" (also 0):
+    /// long side 384 px, brush strokes at the scale the style was trained on.
     #[arg(long, default_value = "auto")]
     scale: String,
     /// How much of the photo's fine detail to restore when working below native size.
@@ -95,6 +102,17 @@ struct StylizeArgs {
     /// Refuse images larger than this many megapixels (decompression-bomb guard).
     #[arg(long, default_value_t = 250.0)]
     max_megapixels: f64,
+    /// JPEG quality of .jpg/.jpeg outputs, 1-100.
+    #[arg(long, default_value_t = cyclegan::io::JPEG_QUALITY,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    jpeg_quality: u8,
+    /// Print only errors (no progress bar, no line per file).
+    #[arg(short, long, conflicts_with = "json")]
+    quiet: bool,
+    /// Print one JSON object per file on stdout (status, input, output, bytes, width,
+    /// height, seconds, backend; or the error).
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -109,6 +127,10 @@ fn main() -> ExitCode {
             name,
         } => run_import(&input, &output, &dtype, name),
         Command::Train(args) => train_cmd::run(args),
+        Command::Styles { json } => {
+            report::print_styles(json);
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -202,16 +224,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
-    let scale = if a.scale == "auto" {
-        Scale::Auto
-    } else {
-        Scale::Fraction(a.scale.parse().map_err(|_| {
-            format!(
-                "--scale {:?}: give a number such as 0.5 or \"auto\"",
-                a.scale
-            )
-        })?)
-    };
+    let scale = report::parse_scale(&a.scale)?;
     let opts = StylizeOptions {
         strength: a.strength,
         scale,
@@ -230,7 +243,13 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         max_pixels: (a.max_megapixels * 1e6) as u64,
         ..DecodeLimits::default()
     };
-    let jobs = plan_jobs(&a.inputs, &a.output)?;
+    let output = report::require_output(&a.inputs, a.output.as_ref())?;
+    report::check_output(&a.inputs, &output)?;
+    let style = match &a.model {
+        Some(_) => None,
+        None => Some(report::resolve_style(&a.style)?),
+    };
+    let jobs = plan_jobs(&a.inputs, &output)?;
     remove_stale_temps(&jobs);
     let backend = Backend::parse(&a.device).map_err(|e| e.to_string())?;
     if let Some(notice) = backend.fallback_notice() {
@@ -238,9 +257,10 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
     }
     let model = match &a.model {
         Some(p) => Model::load(&p.to_string_lossy(), backend),
-        None => Model::load(&a.style, backend),
+        None => Model::load(style.as_deref().unwrap_or(&a.style), backend),
     }
     .map_err(|e| e.to_string())?;
+    let reporter = report::Reporter::new(a.quiet, a.json, model.device());
 
     let batch = jobs.len() > 1;
     let bar = ProgressBar::new(if batch { jobs.len() as u64 } else { 1000 });
@@ -252,7 +272,11 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         })
         .expect("static template"),
     );
-    bar.enable_steady_tick(Duration::from_millis(200));
+    if reporter.mode() == report::Mode::Quiet {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    } else {
+        bar.enable_steady_tick(Duration::from_millis(200));
+    }
     let mut failures = Vec::new();
     let mut skipped = 0;
     for (input, output) in &jobs {
@@ -263,22 +287,52 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
                 .to_string_lossy()
                 .into_owned(),
         );
-        if same_file(input, output) {
-            failures.push(format!(
+        let start = Instant::now();
+        let result = if same_file(input, output) {
+            Err(format!(
                 "{}: output would overwrite the input; choose another output",
                 input.display()
-            ));
+            ))
         } else if output.exists() && !a.overwrite {
             skipped += 1;
-        } else if let Err(e) = stylize_one(&model, input, output, &opts, &limits, &bar, batch) {
-            failures.push(e);
+            reporter.skipped(&bar, input, output);
+            Ok(None)
+        } else {
+            stylize_one(
+                &model,
+                input,
+                output,
+                &opts,
+                &limits,
+                &bar,
+                batch,
+                a.jpeg_quality,
+            )
+            .map(Some)
+        };
+        match result {
+            Ok(Some((width, height))) => reporter.written(
+                &bar,
+                &report::Written {
+                    input,
+                    output,
+                    width,
+                    height,
+                    seconds: start.elapsed().as_secs_f64(),
+                },
+            ),
+            Ok(None) => {}
+            Err(e) => {
+                reporter.failed(&bar, input, output, &e);
+                failures.push(e);
+            }
         }
         if batch {
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
-    if skipped > 0 {
+    if skipped > 0 && reporter.mode() != report::Mode::Quiet {
         eprintln!("skipped {skipped} existing output(s); use --overwrite to replace them");
     }
     if failures.is_empty() {
@@ -291,6 +345,8 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::FAILURE)
 }
 
+/// Returns the size of the image written.
+#[allow(clippy::too_many_arguments)]
 fn stylize_one(
     model: &Model,
     input: &Path,
@@ -299,7 +355,8 @@ fn stylize_one(
     limits: &DecodeLimits,
     bar: &ProgressBar,
     batch: bool,
-) -> Result<(), String> {
+    jpeg_quality: u8,
+) -> Result<(u32, u32), String> {
     // Check the output format before spending time on the network.
     cyclegan::io::output_format(output).map_err(|e| format!("{}: {e}", output.display()))?;
     let pixels = read_image(input, limits).map_err(|e| e.to_string())?;
@@ -312,10 +369,13 @@ fn stylize_one(
     .map_err(|e| format!("{}: {e}", input.display()))?;
     // The input is not needed while the output is encoded.
     drop(pixels);
-    write_image(output, &styled).map_err(|e| e.to_string())
+    write_image_with_quality(output, &styled, jpeg_quality).map_err(|e| e.to_string())?;
+    Ok((styled.width, styled.height))
 }
 
 fn run_info(file: &str) -> Result<ExitCode, String> {
+    let canonical = report::resolve_style(file).unwrap_or_else(|_| file.to_owned());
+    let file = canonical.as_str();
     let weights = if Path::new(file).exists() {
         Weights::read(Path::new(file)).map_err(|e| e.to_string())?
     } else {
