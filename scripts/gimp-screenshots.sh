@@ -2,6 +2,7 @@
 # Retakes the GIMP plug-in screenshots in docs/gimp/ under a virtual X server (Xvfb):
 #
 #   docs/gimp/gimp2-dialog.png    the GIMP 2.10 dialog on examples/rocket.jpg, preview computed
+#   docs/gimp/gimp2-help.png      what its Help button shows
 #   docs/gimp/gimp2-progress.png  the progress window with its Cancel button, after OK
 #   docs/gimp/gimp2-result.jpg    the image GIMP saved afterwards
 #   docs/gimp/gimp3-dialog.png    the GIMP 3 dialog, with --gimp3 (run as root: it uses the
@@ -113,6 +114,17 @@ dialog=$(wait_window "Style Transfer" 60)
 sleep 1
 wait_idle "plug-ins/cyclegan/cyclegan" 180
 import -window "$dialog" "$out/gimp2-dialog.png"
+# Help (F1, as the Help button): the plug-in's own text.
+xdotool key --window "$dialog" F1
+if help=$(other_window "$dialog" 10); then
+  sleep 1
+  import -window "$help" "$out/gimp2-help.png"
+  xdotool key --window "$help" Return
+  for _ in $(seq 50); do xdotool search --onlyvisible --name "CycleGAN help" >/dev/null 2>&1 || break; sleep 0.1; done
+else
+  echo "gimp-screenshots.sh: Help opened no window" >&2
+  exit 1
+fi
 xdotool key --window "$dialog" Return
 if progress=$(other_window "$dialog" 20); then
   sleep 1
