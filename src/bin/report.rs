@@ -142,7 +142,7 @@ pub fn parse_scale(s: &str) -> Result<cyclegan::Scale, String> {
         return Ok(cyclegan::Scale::Auto);
     }
     match s.parse::<f32>() {
-        Ok(f) if f == 0.0 => Ok(cyclegan::Scale::Auto),
+        Ok(0.0) => Ok(cyclegan::Scale::Auto),
         Ok(f) => Ok(cyclegan::Scale::Fraction(f)),
         Err(_) => Err(format!(
             "--scale {s:?}: give a number such as 0.5 (1 = native resolution), or 0 or \"auto\""
