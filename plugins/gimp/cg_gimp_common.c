@@ -14,7 +14,10 @@
 
 /* The engine's automatic working resolution (long side), as documented at
  * cg_options_set_scale; the preview never computes at more than this. */
-#define CG_GIMP_AUTO_SIDE 512
+/* The library's automatic working size (long side), for the preview's note. */
+#define CG_GIMP_AUTO_SIDE 384
+/* The preview paints at most this long a side, so it stays quick. */
+#define CG_GIMP_PREVIEW_MAX_SIDE 512
 #define CG_GIMP_PREVIEW_SIDE 256
 #define CG_GIMP_PREVIEW_DELAY_MS 300
 
@@ -776,8 +779,8 @@ preview_start (CgGimpPreview *p)
   PreviewJob         *job;
 
   working_size (v->scale, p->rect.width, p->rect.height, &ww, &wh);
-  /* Paint at the working size, but at most CG_GIMP_AUTO_SIDE on the long side. */
-  f = (gdouble) MIN (MAX (ww, wh), CG_GIMP_AUTO_SIDE) / longest;
+  /* Paint at the working size, but at most CG_GIMP_PREVIEW_MAX_SIDE on the long side. */
+  f = (gdouble) MIN (MAX (ww, wh), CG_GIMP_PREVIEW_MAX_SIDE) / longest;
   f_read = MIN (f, 1.0);
   pw = MAX (1, (gint) floor (p->rect.width * f_read + 0.5));
   ph = MAX (1, (gint) floor (p->rect.height * f_read + 0.5));
@@ -802,7 +805,7 @@ preview_start (CgGimpPreview *p)
   g_clear_pointer (&p->note, g_free);
   g_clear_pointer (&p->picture_style, g_free);
   p->picture_scale = v->scale;
-  if (MAX (ww, wh) > CG_GIMP_AUTO_SIDE)
+  if (MAX (ww, wh) > CG_GIMP_PREVIEW_MAX_SIDE)
     p->note = g_strdup_printf ("Preview painted at %d x %d; the result is painted at "
                                "%d x %d (finer strokes)", pw, ph, ww, wh);
   else

@@ -260,7 +260,7 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         None => Model::load(style.as_deref().unwrap_or(&a.style), backend),
     }
     .map_err(|e| e.to_string())?;
-    let reporter = report::Reporter::new(a.quiet, a.json, model.device());
+    let reporter = report::Reporter::new(a.quiet, a.json, model.backend_name());
 
     let batch = jobs.len() > 1;
     let bar = ProgressBar::new(if batch { jobs.len() as u64 } else { 1000 });

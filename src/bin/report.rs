@@ -20,7 +20,7 @@ pub enum Mode {
 
 pub struct Reporter {
     mode: Mode,
-    backend: &'static str,
+    backend: String,
 }
 
 /// What was done to one input.
@@ -33,18 +33,14 @@ pub struct Written<'a> {
 }
 
 impl Reporter {
-    pub fn new(quiet: bool, json: bool, device: &candle_core::Device) -> Self {
+    /// `backend` is where the model runs, as `Model::backend_name` says it ("cpu", "cuda").
+    pub fn new(quiet: bool, json: bool, backend: String) -> Self {
         let mode = if json {
             Mode::Json
         } else if quiet {
             Mode::Quiet
         } else {
             Mode::Text
-        };
-        let backend = match device {
-            candle_core::Device::Cpu => "cpu",
-            candle_core::Device::Cuda(_) => "cuda",
-            candle_core::Device::Metal(_) => "metal",
         };
         Self { mode, backend }
     }

@@ -35,7 +35,7 @@ static const GimpParamDef general_args[] = {
   { GIMP_PDB_DRAWABLE, "drawable", "Input drawable (RGB or grey; indexed is refused)" },
   { GIMP_PDB_STRING,   "style",    "A shipped style name (\"monet\") or the path of a style file (.safetensors or CycleGAN .pth generator)" },
   { GIMP_PDB_FLOAT,    "strength", "How strongly to apply the style, 0..1 (1 = full)" },
-  { GIMP_PDB_FLOAT,    "scale",    "Working resolution as a fraction of the selection size, 0..4 (0 = auto: a long side of 512 pixels; larger values give finer brush strokes)" },
+  { GIMP_PDB_FLOAT,    "scale",    "Working resolution as a fraction of the selection size, 0..4 (0 = auto: a long side of 384 pixels; larger values give finer brush strokes)" },
 };
 
 static void
@@ -332,7 +332,7 @@ run_dialog (const gchar *title, const gchar *proc, gboolean general, gint32 draw
              "0 keeps the photo, 1 applies the full style", &d);
   scale_row (GTK_TABLE (table), row++, "Sc_ale (0 = auto):", &values->scale, 0.0, 4.0,
              "Working resolution as a fraction of the selection size: smaller values "
-             "give larger brush strokes. 0 = auto (a long side of 512 pixels)", &d);
+             "give larger brush strokes. 0 = auto (a long side of 384 pixels)", &d);
   device = backend_combo_new (values->backend);
   gimp_int_combo_box_get_active (GIMP_INT_COMBO_BOX (device), &values->backend);
   gimp_table_attach_aligned (GTK_TABLE (table), 0, row++, "_Device:", 0.0, 0.5,

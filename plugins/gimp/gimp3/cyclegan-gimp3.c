@@ -120,7 +120,7 @@ create_procedure (GimpPlugIn *plug_in, const gchar *name)
                                           0.0, 1.0, 1.0, G_PARAM_READWRITE);
       gimp_procedure_add_double_argument (procedure, "scale", "Sc_ale (0 = auto)",
                                           "Working resolution as a fraction of the selection "
-                                          "size; 0 = auto (a long side of 512 pixels); larger "
+                                          "size; 0 = auto (a long side of 384 pixels); larger "
                                           "values give finer brush strokes",
                                           0.0, 4.0, 0.0, G_PARAM_READWRITE);
       /* Dialog only: the "style" argument is derived from these two. */
@@ -148,7 +148,7 @@ create_procedure (GimpPlugIn *plug_in, const gchar *name)
                                               0.0, 1.0, 1.0, G_PARAM_READWRITE);
       gimp_procedure_add_double_aux_argument (procedure, "scale", "Sc_ale (0 = auto)",
                                               "Working resolution as a fraction of the "
-                                              "selection size; 0 = auto (a long side of 512 "
+                                              "selection size; 0 = auto (a long side of 384 "
                                               "pixels); larger values give finer brush strokes",
                                               0.0, 4.0, 0.0, G_PARAM_READWRITE);
     }
