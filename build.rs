@@ -1,3 +1,8 @@
+//! Every build: gives the shared library (cdylib) the SONAME `libcyclegan.so.MAJOR` on ELF
+//! targets, MAJOR being Cargo.toml's major version, so programs linked with `-lcyclegan` ask
+//! for `libcyclegan.so.0` and the next incompatible release can sit beside this one
+//! (scripts/install-lib.sh installs the usual `libcyclegan.so -> .so.0 -> .so.0.x.y` links).
+//!
 //! Only for GPU builds (`cuda` feature):
 //! - compiles the fused kernels (src/model/fused.cu) to PTX with nvcc (`NVCC`, else
 //!   `$CUDA_HOME/bin/nvcc`, else `nvcc` on PATH), for compute capability 7.5 and up (the
@@ -8,13 +13,14 @@
 //!   script of that name which pulls the static runtime in instead, so the binary does not
 //!   list libcudart.so as NEEDED.
 //!
-//! Every other build is untouched.
+//! Nothing else changes for CPU builds.
 
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CYCLEGAN_CUDART_STATIC");
+    set_soname();
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
@@ -38,6 +44,20 @@ fn main() {
     )
     .expect("write the cudart linker script");
     println!("cargo:rustc-link-search=native={}", dir.display());
+}
+
+/// `-Wl,-soname,libcyclegan.so.MAJOR` for the cdylib on ELF targets (not for the rlib,
+/// the static library, the CLI or test programs).
+fn set_soname() {
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let elf = matches!(
+        os.as_str(),
+        "linux" | "android" | "freebsd" | "netbsd" | "openbsd" | "dragonfly" | "illumos"
+    );
+    if elf {
+        let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets the version");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libcyclegan.so.{major}");
+    }
 }
 
 fn compile_fused_kernels() {

@@ -30,7 +30,7 @@ use crate::pixels::{from_u16, from_u8, sample_count, sanitize, to_u16, to_u8, Bi
 const SUPPORTED_READ: &str = "PNG, JPEG, TIFF and WebP";
 const SUPPORTED_WRITE: &str = ".png, .jpg/.jpeg, .tif/.tiff and .webp";
 /// JPEG stores 95 as a good balance: visually lossless for paintings, half PNG's size.
-const JPEG_QUALITY: u8 = 95;
+pub const JPEG_QUALITY: u8 = 95;
 
 /// Limits that protect against decompression bombs: checked against the header before
 /// any pixel buffer is allocated.
@@ -424,10 +424,16 @@ pub fn output_format(path: &Path) -> Result<ImageFormat> {
 /// Encodes and writes `p` so that `path` either keeps its old content or gets the
 /// complete new file, never a partial one.
 pub fn write_image(path: &Path, p: &Pixels) -> Result<()> {
+    write_image_with_quality(path, p, JPEG_QUALITY)
+}
+
+/// [`write_image`] with the JPEG quality (1..=100) to use if `path` names a JPEG file.
+pub fn write_image_with_quality(path: &Path, p: &Pixels, jpeg_quality: u8) -> Result<()> {
     let format = output_format(path)?;
     // Check the destination before spending time on encoding.
     output_dir(path)?;
-    let bytes = encode_image(p, format).map_err(|e| e.with_path(path))?;
+    let bytes =
+        encode_image_with_quality(p, format, jpeg_quality).map_err(|e| e.with_path(path))?;
     write_atomic(path, &bytes)
 }
 
@@ -596,6 +602,15 @@ fn sync_dir(dir: &Path) {
 /// 16 bits (float input is written as 16-bit, which every viewer reads) and alpha; JPEG
 /// is 8-bit RGB; WebP is lossless 8-bit with alpha.
 pub fn encode_image(p: &Pixels, format: ImageFormat) -> Result<Vec<u8>> {
+    encode_image_with_quality(p, format, JPEG_QUALITY)
+}
+
+/// [`encode_image`] with the JPEG quality (1..=100; ignored for other formats).
+pub fn encode_image_with_quality(
+    p: &Pixels,
+    format: ImageFormat,
+    jpeg_quality: u8,
+) -> Result<Vec<u8>> {
     if !p.is_consistent() || p.width == 0 || p.height == 0 {
         return Err(Error::InvalidArgument(format!(
             "image is {}x{} with {} channels but holds {} samples",
@@ -645,9 +660,10 @@ pub fn encode_image(p: &Pixels, format: ImageFormat) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let result = match format {
         ImageFormat::Png => img.write_with_encoder(PngEncoder::new(&mut out)),
-        ImageFormat::Jpeg => {
-            img.write_with_encoder(JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY))
-        }
+        ImageFormat::Jpeg => img.write_with_encoder(JpegEncoder::new_with_quality(
+            &mut out,
+            jpeg_quality.clamp(1, 100),
+        )),
         ImageFormat::Tiff => img.write_with_encoder(TiffEncoder::new(Cursor::new(&mut out))),
         ImageFormat::WebP => img.write_with_encoder(WebPEncoder::new_lossless(&mut out)),
         other => {

@@ -1,8 +1,9 @@
 //! The C ABI as C and C++ callers see it: the programs in `tests/c` are compiled against
 //! `include/cyclegan.h` with warnings as errors, linked to the `libcyclegan` cdylib that
-//! `cargo test` has just built, and run — natively, and under valgrind when it is installed.
+//! `cargo test` has just built, and run — natively, and under valgrind.
 //!
-//! Needs `cc` and `c++` on PATH.
+//! Needs `cc` and `c++` on PATH. Without valgrind, nm or the pinned cbindgen the tests that
+//! need them skip with a SKIPPED line, or fail when `CYCLEGAN_REQUIRE_HOSTS=1` (`.ci/run`).
 
 mod common;
 
@@ -51,6 +52,8 @@ fn lib_dir() -> PathBuf {
         if std::fs::hard_link(&built, &private).is_err() {
             std::fs::copy(&built, &private).expect("copy the library");
         }
+        // The programs ask for the SONAME (libcyclegan.so.0).
+        common::soname_link(&private);
         dir
     })
     .clone()
@@ -158,10 +161,7 @@ fn have_valgrind() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("valgrind not found: skipping the memory-checked run");
-    }
-    found
+    common::require(found, "valgrind (Debian: valgrind)")
 }
 
 #[test]
@@ -308,8 +308,14 @@ fn header_matches_a_fresh_generation() {
         .expect("run scripts/check-header.sh");
     match out.status.code() {
         Some(0) => {}
-        // The pinned cbindgen is not installed here; CI runs the script itself.
-        Some(2) => eprintln!("{}", String::from_utf8_lossy(&out.stderr)),
+        // The pinned cbindgen is not installed here (.ci/run installs it).
+        Some(2) => {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            common::require(
+                false,
+                "cbindgen 0.29.4 (cargo install cbindgen --version 0.29.4)",
+            );
+        }
         _ => panic!("{}", show("check-header.sh", &out)),
     }
 }
@@ -333,14 +339,15 @@ fn library_exports_exactly_the_declared_functions() {
     } else {
         "libcyclegan.so"
     });
-    let Ok(out) = Command::new("nm")
+    if !common::require(common::on_path("nm"), "nm (Debian: binutils)") {
+        return;
+    }
+    let out = Command::new("nm")
         .args(["-D", "--defined-only"])
         .arg(&lib)
         .output()
-    else {
-        eprintln!("nm not found: skipping the symbol check");
-        return;
-    };
+        .expect("run nm");
+    assert!(out.status.success(), "{}", show("nm", &out));
     let symbols = String::from_utf8_lossy(&out.stdout);
     let mut exported: Vec<&str> = symbols
         .lines()

@@ -7,10 +7,13 @@
 //! the CLI's output for the same crop.
 //!
 //! - GIMP 2.10: runs when `gimp-console-2.10` and `pkg-config gimp-2.0` are present (CI
-//!   installs `gimp libgimp2.0-dev`), else prints "skipping".
+//!   installs `gimp libgimp2.0-dev`).
 //! - GIMP 3: runs when CYCLEGAN_GIMP3_ROOT names a Debian 13 root with GIMP 3 and
-//!   libgimp-3.0-dev in it (plugins/gimp/test-gimp3.sh builds one and runs this test); the
+//!   libgimp-3.0-dev in it (plugins/gimp/test-gimp3.sh builds one; .ci/run exports it); the
 //!   plug-in is compiled inside that root and GIMP runs there through chroot.
+//!
+//! Without them a test prints a SKIPPED line; with `CYCLEGAN_REQUIRE_HOSTS=1` (.ci/run sets
+//! it) it fails instead.
 
 mod common;
 
@@ -196,7 +199,11 @@ fn install(host: &Host, t: &Scratch) -> String {
     );
     let plug_in = t.host("home/plug-ins/cyclegan/cyclegan");
     assert!(plug_in.exists(), "{} was not installed", plug_in.display());
-    assert!(t.host("home/plug-ins/cyclegan/libcyclegan.so").exists());
+    let lib = common::soname().unwrap_or_else(|| "libcyclegan.so".into());
+    assert!(
+        t.host("home/plug-ins/cyclegan").join(&lib).exists(),
+        "{lib} was not installed beside the plug-in"
+    );
     home
 }
 
@@ -487,15 +494,13 @@ fn run_suite(host: Host) {
 
 #[test]
 fn gimp2_plug_in_in_headless_gimp() {
-    if !have("gimp-console-2.10") || !have("cc") {
-        eprintln!("skipping: gimp-console-2.10 or cc is not installed (apt-get install gimp libgimp2.0-dev)");
-        return;
-    }
-    let pc = Command::new("pkg-config")
-        .args(["--exists", "gimp-2.0"])
-        .status();
-    if !matches!(pc, Ok(s) if s.success()) {
-        eprintln!("skipping: pkg-config gimp-2.0 is missing (apt-get install libgimp2.0-dev)");
+    if !common::require(
+        have("gimp-console-2.10") && have("cc"),
+        "gimp-console-2.10 or cc (apt-get install gimp libgimp2.0-dev gcc)",
+    ) || !common::require(
+        common::pkg_config_has(&["gimp-2.0"]),
+        "pkg-config gimp-2.0 (apt-get install libgimp2.0-dev pkg-config)",
+    ) {
         return;
     }
     run_suite(Host {
@@ -506,10 +511,14 @@ fn gimp2_plug_in_in_headless_gimp() {
 
 #[test]
 fn gimp3_plug_in_in_headless_gimp_in_a_chroot() {
-    let Some(root) = std::env::var_os("CYCLEGAN_GIMP3_ROOT").map(PathBuf::from) else {
-        eprintln!("skipping: CYCLEGAN_GIMP3_ROOT is not set (plugins/gimp/test-gimp3.sh sets it)");
+    let root = std::env::var_os("CYCLEGAN_GIMP3_ROOT").map(PathBuf::from);
+    if !common::require(
+        root.is_some(),
+        "a GIMP 3 root in CYCLEGAN_GIMP3_ROOT (plugins/gimp/test-gimp3.sh builds one)",
+    ) {
         return;
-    };
+    }
+    let root = root.unwrap();
     assert!(
         root.join("usr/bin/gimp-console-3.0").exists(),
         "{} has no GIMP 3",

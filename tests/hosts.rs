@@ -5,8 +5,8 @@
 //! with the tests), runs the host on generated pictures, and checks the pixels against the
 //! `cyclegan` CLI with the same settings: one engine, the same result through every door.
 //!
-//! A host whose program or development files are missing is skipped with a "skipping" line
-//! (CI installs them: see .ci/run).
+//! A host whose program or development files are missing is skipped with a SKIPPED line, or
+//! fails the test when `CYCLEGAN_REQUIRE_HOSTS=1` (.ci/run sets it and installs them).
 
 mod common;
 
@@ -197,16 +197,16 @@ struct Gegl {
 }
 
 fn gegl() -> Option<Gegl> {
-    let Some(program) = find_program(&["gegl"]) else {
-        eprintln!("skipping: the gegl program is not installed (Debian: gegl)");
-        return None;
-    };
-    if !pkg_config_has("gegl-0.4") || !have_compiler() {
-        eprintln!(
-            "skipping: gegl-0.4 development files or cc missing (Debian: libgegl-dev libbabl-dev)"
-        );
+    let program = find_program(&["gegl"]);
+    if !common::require(program.is_some(), "the gegl program (Debian: gegl)")
+        || !common::require(
+            pkg_config_has("gegl-0.4") && have_compiler(),
+            "gegl-0.4 development files or cc (Debian: libgegl-dev libbabl-dev gcc)",
+        )
+    {
         return None;
     }
+    let program = program.unwrap();
     let system = Command::new("pkg-config")
         .args(["--variable=pluginsdir", "gegl-0.4"])
         .output()
@@ -320,16 +320,16 @@ fn magick() -> Option<Magick> {
     // Debian's real binaries first (convert may be a wrapper or an alternative).
     let convert = find_program(&["convert-im6.q16", "convert"]);
     let mogrify = find_program(&["mogrify-im6.q16", "mogrify"]);
-    let (Some(convert), Some(mogrify)) = (convert, mogrify) else {
-        eprintln!(
-            "skipping: ImageMagick's convert/mogrify are not installed (Debian: imagemagick)"
-        );
-        return None;
-    };
-    if !pkg_config_has("MagickCore-6.Q16") || !have_compiler() {
-        eprintln!("skipping: MagickCore-6.Q16 development files or cc missing (Debian: libmagickcore-6.q16-dev)");
+    if !common::require(
+        convert.is_some() && mogrify.is_some(),
+        "ImageMagick's convert and mogrify (Debian: imagemagick)",
+    ) || !common::require(
+        pkg_config_has("MagickCore-6.Q16") && have_compiler(),
+        "MagickCore-6.Q16 development files or cc (Debian: libmagickcore-6.q16-dev gcc)",
+    ) {
         return None;
     }
+    let (convert, mogrify) = (convert.unwrap(), mogrify.unwrap());
     let dir = TempDir::new("im-filter");
     install("imagemagick", &dir.0);
     assert!(dir.join("cyclegan.so").is_file() && dir.join("cyclegan.la").is_file());

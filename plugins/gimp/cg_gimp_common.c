@@ -3,8 +3,10 @@
  * shared by the GIMP 2.10 and GIMP 3 fronts. See cg_gimp_common.h.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
+#include <glib/gstdio.h>
 #include <libgimp/gimp.h>
 #include <libgimp/gimpui.h>
 
@@ -12,7 +14,10 @@
 
 /* The engine's automatic working resolution (long side), as documented at
  * cg_options_set_scale; the preview never computes at more than this. */
-#define CG_GIMP_AUTO_SIDE 512
+/* The library's automatic working size (long side), for the preview's note. */
+#define CG_GIMP_AUTO_SIDE 384
+/* The preview paints at most this long a side, so it stays quick. */
+#define CG_GIMP_PREVIEW_MAX_SIDE 512
 #define CG_GIMP_PREVIEW_SIDE 256
 #define CG_GIMP_PREVIEW_DELAY_MS 300
 
@@ -118,6 +123,98 @@ cg_gimp_error_text (const gchar *what, cg_status status)
   if (why == NULL || *why == '\0')
     why = cg_status_str (status);
   return g_strdup_printf ("%s: %s", what, why);
+}
+
+/* Whether the first bytes of a file look like something cg_model_load reads: safetensors
+ * (a little-endian u64 header length, then '{'), a zip archive (PyTorch 1.6+) or a pickle
+ * (legacy PyTorch: protocol opcode 0x80). */
+static gboolean
+looks_like_style (const gchar *path)
+{
+  guchar  head[9] = { 0 };
+  FILE   *f = g_fopen (path, "rb");
+  size_t  n;
+
+  if (f == NULL)
+    return TRUE; /* let the loader say why it cannot be read */
+  n = fread (head, 1, sizeof head, f);
+  fclose (f);
+  if (n >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4)
+    return TRUE;
+  if (n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5)
+    return TRUE;
+  return n == sizeof head && head[8] == '{' && head[5] == 0 && head[6] == 0 && head[7] == 0;
+}
+
+gchar *
+cg_gimp_style_error_text (const gchar *what, const gchar *style, cg_status status)
+{
+  if (status == CG_ERR_FORMAT && style != NULL && ! cg_gimp_style_is_shipped (style)
+      && ! looks_like_style (style))
+    {
+      gchar *base = g_path_get_basename (style);
+      gchar *text = g_strdup_printf ("%s: %s is not a style file (choose a CycleGAN "
+                                     ".safetensors or .pth file)", what, base);
+
+      g_free (base);
+      return text;
+    }
+  return cg_gimp_error_text (what, status);
+}
+
+gchar *
+cg_gimp_style_file_problem (const gchar *path)
+{
+  cg_options *opts = NULL;
+  cg_model   *model = NULL;
+  cg_status   status;
+
+  if (path == NULL || *path == '\0')
+    return g_strdup ("Choose a style file");
+  status = cg_options_new (&opts);
+  if (status == CG_OK)
+    status = cg_options_set_backend (opts, CG_BACKEND_CPU);
+  if (status == CG_OK)
+    status = cg_model_load (path, opts, &model);
+  cg_model_free (model);
+  cg_options_free (opts);
+  return status == CG_OK ? NULL : cg_gimp_style_error_text ("Cannot use this style", path,
+                                                            status);
+}
+
+const gchar *
+cg_gimp_help_text (void)
+{
+  return
+    "Repaints the selection (or the whole layer) in the manner of a painter, with a "
+    "CycleGAN network running on this computer.\n\n"
+    "Style: a style built into the plug-in (Monet), or a style file: a .safetensors file "
+    "made by \"cyclegan import\" or \"cyclegan train\", or a CycleGAN .pth generator "
+    "checkpoint.\n\n"
+    "Strength: 1 applies the full style, 0 keeps the photo; values between blend the two.\n\n"
+    "Scale: the working resolution, which sets the size of the brush strokes. The styles "
+    "were learnt on 256-pixel paintings, so 0 (auto) paints at a size near that; 1 paints "
+    "at the image's own size (fine strokes, a lighter style), 0.5 at half its size.\n\n"
+    "Device: where the work runs; Automatic uses a GPU when the plug-in was built with "
+    "one and it is present.\n\n"
+    "The preview shows the selection painted at the working size; OK paints the layer. "
+    "Edit > Undo restores the original. Alpha is kept; grey layers stay grey.\n\n"
+    "More: plugins/gimp/README.md in the cyclegan sources.";
+}
+
+void
+cg_gimp_show_help (GtkWidget *parent)
+{
+  GtkWidget *dialog = gtk_message_dialog_new (parent ? GTK_WINDOW (gtk_widget_get_toplevel (parent)) : NULL,
+                                              GTK_DIALOG_MODAL | GTK_DIALOG_DESTROY_WITH_PARENT,
+                                              GTK_MESSAGE_INFO, GTK_BUTTONS_CLOSE,
+                                              "Style transfer (CycleGAN)");
+
+  gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (dialog), "%s",
+                                            cg_gimp_help_text ());
+  gtk_window_set_title (GTK_WINDOW (dialog), "CycleGAN help");
+  gtk_dialog_run (GTK_DIALOG (dialog));
+  gtk_widget_destroy (dialog);
 }
 
 /* Options for one call: strength, scale and backend from `values`. */
@@ -582,7 +679,7 @@ preview_worker (gpointer data)
       cg_options_free (opts);
       opts = NULL;
       if (status != CG_OK)
-        job->note = cg_gimp_error_text ("Cannot load the style", status);
+        job->note = cg_gimp_style_error_text ("Cannot load the style", job->style, status);
       else
         {
           p->model_style = g_strdup (job->style);
@@ -682,8 +779,8 @@ preview_start (CgGimpPreview *p)
   PreviewJob         *job;
 
   working_size (v->scale, p->rect.width, p->rect.height, &ww, &wh);
-  /* Paint at the working size, but at most CG_GIMP_AUTO_SIDE on the long side. */
-  f = (gdouble) MIN (MAX (ww, wh), CG_GIMP_AUTO_SIDE) / longest;
+  /* Paint at the working size, but at most CG_GIMP_PREVIEW_MAX_SIDE on the long side. */
+  f = (gdouble) MIN (MAX (ww, wh), CG_GIMP_PREVIEW_MAX_SIDE) / longest;
   f_read = MIN (f, 1.0);
   pw = MAX (1, (gint) floor (p->rect.width * f_read + 0.5));
   ph = MAX (1, (gint) floor (p->rect.height * f_read + 0.5));
@@ -708,7 +805,7 @@ preview_start (CgGimpPreview *p)
   g_clear_pointer (&p->note, g_free);
   g_clear_pointer (&p->picture_style, g_free);
   p->picture_scale = v->scale;
-  if (MAX (ww, wh) > CG_GIMP_AUTO_SIDE)
+  if (MAX (ww, wh) > CG_GIMP_PREVIEW_MAX_SIDE)
     p->note = g_strdup_printf ("Preview painted at %d x %d; the result is painted at "
                                "%d x %d (finer strokes)", pw, ph, ww, wh);
   else
@@ -787,7 +884,17 @@ cg_gimp_preview_new (GeglBuffer *src, const GeglRectangle *rect)
   gtk_box_pack_start (GTK_BOX (p->box), p->toggle, FALSE, FALSE, 0);
   p->status = gtk_label_new ("");
   gtk_label_set_line_wrap (GTK_LABEL (p->status), TRUE);
-  gtk_widget_set_size_request (p->status, CG_GIMP_PREVIEW_SIDE, -1);
+  /* Room for three lines from the start: a note that wraps must not grow the dialog and
+   * move OK and Cancel from under the pointer. */
+  {
+    PangoFontMetrics *m = pango_context_get_metrics (gtk_widget_get_pango_context (p->status),
+                                                     NULL, NULL);
+    gint line = PANGO_PIXELS (pango_font_metrics_get_ascent (m)
+                              + pango_font_metrics_get_descent (m));
+
+    pango_font_metrics_unref (m);
+    gtk_widget_set_size_request (p->status, CG_GIMP_PREVIEW_SIDE, 3 * line + 2);
+  }
   gtk_box_pack_start (GTK_BOX (p->box), p->status, FALSE, FALSE, 0);
   g_signal_connect (p->toggle, "toggled", G_CALLBACK (on_preview_toggled), p);
   gtk_widget_show_all (p->box);

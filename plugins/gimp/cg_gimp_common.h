@@ -65,6 +65,21 @@ gchar *cg_gimp_title (const gchar *shipped_style);
 /* A short text for a cg_ failure: "<what>: <reason>"; free with g_free. */
 gchar *cg_gimp_error_text (const gchar *what, cg_status status);
 
+/* Why `path` cannot be used as a style, or NULL if it loads (free with g_free): "not a
+ * style file ..." for a file that is neither safetensors nor a PyTorch checkpoint (rather
+ * than the loader's "header too large"), else the loader's reason. Loads the file on the
+ * CPU: call it when the choice changes, not on every redraw. */
+gchar *cg_gimp_style_file_problem (const gchar *path);
+
+/* The error text for a failed cg_model_load of `style` (see cg_gimp_error_text), which
+ * says "not a style file" for files that are not one. */
+gchar *cg_gimp_style_error_text (const gchar *what, const gchar *style, cg_status status);
+
+/* The plug-in's own help, shown by the dialog's Help button (GIMP's manual is often not
+ * installed, and has no page for a third-party filter). */
+const gchar *cg_gimp_help_text (void);
+void         cg_gimp_show_help (GtkWidget *parent);
+
 /* The filter. `src` is the drawable's buffer, `dst` its shadow buffer, `rect` the part to
  * change in drawable coordinates (the selection bounds). On CG_GIMP_DONE the stylized
  * rectangle has been written into `dst` (and nothing else); on any other result `dst` is

@@ -2,8 +2,9 @@
 # Builds libcyclegan (cargo build --release) and the CycleGAN GIMP plug-in, and installs
 # both into the per-user GIMP folder:
 #
-#   $GIMP2_DIRECTORY (default ~/.config/GIMP/2.10)/plug-ins/cyclegan/{cyclegan,libcyclegan.so}
-#   $GIMP3_DIRECTORY (default ~/.config/GIMP/3.0)/plug-ins/cyclegan/{cyclegan,libcyclegan.so}
+#   $GIMP2_DIRECTORY (default ~/.config/GIMP/2.10)/plug-ins/cyclegan/{cyclegan,libcyclegan.so.0}
+#   $GIMP3_DIRECTORY (default ~/.config/GIMP/3.0)/plug-ins/cyclegan/{cyclegan,libcyclegan.so.0}
+# (the library under its SONAME, the name the plug-in asks the loader for)
 #
 # Usage: plugins/gimp/install.sh [--gimp2|--gimp3] [--lib FILE]
 #   --gimp2, --gimp3  build for that GIMP only (default: every GIMP whose development files
@@ -51,14 +52,22 @@ fi
 cc=${CC:-cc}
 build=$(mktemp -d)
 trap 'rm -rf "$build"' EXIT
-# Link against a copy named libcyclegan.so, so the plug-in asks for "libcyclegan.so"
-# (found beside it through the $ORIGIN rpath) whatever the library's path here.
+# Link against a copy named libcyclegan.so. The plug-in then asks for the library's SONAME
+# (libcyclegan.so.0), or for "libcyclegan.so" if it has none, found beside it through the
+# $ORIGIN rpath whatever the library's path here; the copy is installed under that name.
 # Debug information (line tables) is dropped: it doubles the size.
 if command -v strip >/dev/null; then
   strip --strip-debug -o "$build/libcyclegan.so" "$lib"
 else
   cp "$lib" "$build/libcyclegan.so"
 fi
+soname=""
+if command -v readelf >/dev/null; then
+  soname=$(readelf -d "$build/libcyclegan.so" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
+elif command -v objdump >/dev/null; then
+  soname=$(objdump -p "$build/libcyclegan.so" | awk '$1 == "SONAME" { print $2 }')
+fi
+libname=${soname:-libcyclegan.so}
 
 for gen in "${gens[@]}"; do
   if [ "$gen" = 2 ]; then
@@ -82,8 +91,10 @@ for gen in "${gens[@]}"; do
   mkdir -p "$dir"
   # Copy then rename, so a running GIMP never sees half a file.
   install -m 0755 "$build/cyclegan-gimp$gen" "$dir/.cyclegan.new"
-  install -m 0644 "$build/libcyclegan.so" "$dir/.libcyclegan.so.new"
-  mv -f "$dir/.libcyclegan.so.new" "$dir/libcyclegan.so"
+  install -m 0644 "$build/libcyclegan.so" "$dir/.libcyclegan.new"
+  mv -f "$dir/.libcyclegan.new" "$dir/$libname"
   mv -f "$dir/.cyclegan.new" "$dir/cyclegan"
+  # An earlier install's copy under another name is no longer used.
+  if [ "$libname" != libcyclegan.so ]; then rm -f "$dir/libcyclegan.so"; fi
   echo "installed the GIMP $gen plug-in: $dir/cyclegan (restart GIMP; Filters > Artistic)"
 done

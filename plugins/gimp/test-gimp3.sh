@@ -13,11 +13,20 @@
 #      checks the pixels as it does for GIMP 2.10.
 #
 # Needs root, debootstrap (apt-get install debootstrap) and network access the first time.
-# Usage: plugins/gimp/test-gimp3.sh
+# Usage: plugins/gimp/test-gimp3.sh [--root-only]
+#   --root-only  step 1 alone: build the root if it is not cached, print its path, exit
+#                (.ci/run does this, mounts /proc and runs the whole suite with
+#                CYCLEGAN_GIMP3_ROOT set)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 root=${CYCLEGAN_GIMP3_ROOT:-/var/cache/cyclegan/gimp3-trixie}
+root_only=no
+case "${1:-}" in
+  --root-only) root_only=yes ;;
+  "") ;;
+  *) echo "test-gimp3.sh: unknown argument $1 (usage: test-gimp3.sh [--root-only])" >&2; exit 2 ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "test-gimp3.sh: run as root (chroot, mount)" >&2; exit 1; }
 
 mounted=()
@@ -46,6 +55,11 @@ if [ ! -f "$root/.cyclegan-ready" ]; then
   rm -rf "$root"
   mv "$tmp" "$root"
   echo "test-gimp3.sh: built $root in $((SECONDS - start)) s"
+fi
+
+if [ "$root_only" = yes ]; then
+  echo "$root"
+  exit 0
 fi
 
 if ! mountpoint -q "$root/proc"; then

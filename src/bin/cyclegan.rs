@@ -8,10 +8,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use cyclegan::io::{read_image, write_image, DecodeLimits};
+use cyclegan::io::{read_image, write_image_with_quality, DecodeLimits};
 use cyclegan::weights::{save_style, Weights};
-use cyclegan::{stylize, Backend, Model, Scale, StylizeOptions};
+use cyclegan::{stylize, Backend, Model, StylizeOptions};
 
+mod report;
 #[path = "train_cmd.rs"]
 mod train_cmd;
 
@@ -58,6 +59,12 @@ enum Command {
         #[arg(long = "report", value_name = "FILE")]
         reports: Vec<PathBuf>,
     },
+    /// List the shipped styles (names for --style; any letter case).
+    Styles {
+        /// One JSON array instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -67,8 +74,8 @@ struct StylizeArgs {
     inputs: Vec<PathBuf>,
     /// Output file, or folder when there are several inputs or a folder.
     #[arg(short, long)]
-    output: PathBuf,
-    /// A shipped style name.
+    output: Option<PathBuf>,
+    /// A shipped style name, any letter case (`cyclegan styles` lists them).
     #[arg(long, default_value = cyclegan::DEFAULT_STYLE, conflicts_with = "model")]
     style: String,
     /// A style file (.safetensors or .pth) instead of a shipped style.
@@ -77,8 +84,8 @@ struct StylizeArgs {
     /// 0 keeps the photo, 1 is the full style.
     #[arg(long, default_value_t = 1.0)]
     strength: f32,
-    /// Working resolution as a fraction of the input (1 = native), or "auto"
-    /// (long side 384 px: brush strokes at the scale the style was trained on).
+    /// Working resolution as a fraction of the input (1 = native), or "auto" (also 0):
+    /// long side 384 px, brush strokes at the scale the style was trained on.
     #[arg(long, default_value = "auto")]
     scale: String,
     /// How much of the photo's fine detail to restore when working below native size.
@@ -118,13 +125,24 @@ struct StylizeArgs {
     /// Append JSON Lines records here instead of OUT/.cyclegan/report-K-of-N.jsonl.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// JPEG quality of .jpg/.jpeg outputs, 1-100.
+    #[arg(long, default_value_t = cyclegan::io::JPEG_QUALITY,
+          value_parser = clap::value_parser!(u8).range(1..=100))]
+    jpeg_quality: u8,
+    /// Print only errors (no progress bar, no line per file).
+    #[arg(short, long, conflicts_with = "json")]
+    quiet: bool,
+    /// Print one JSON object per file on stdout (status, input, output, bytes, width,
+    /// height, seconds, backend; or the error).
+    #[arg(long)]
+    json: bool,
 }
 
 impl StylizeArgs {
-    fn batch_request(&self) -> cyclegan::batch::Request {
+    fn batch_request(&self, output: PathBuf) -> cyclegan::batch::Request {
         cyclegan::batch::Request {
             inputs: self.inputs.clone(),
-            output: self.output.clone(),
+            output,
             recursive: self.recursive,
             shard: self.shard.clone(),
             shard_count: self.shard_count,
@@ -146,6 +164,10 @@ fn main() -> ExitCode {
         } => run_import(&input, &output, &dtype, name),
         Command::Train(args) => train_cmd::run(args),
         Command::Report { output, reports } => run_report(&output, &reports),
+        Command::Styles { json } => {
+            report::print_styles(json);
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,
@@ -166,16 +188,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
-    let scale = if a.scale == "auto" {
-        Scale::Auto
-    } else {
-        Scale::Fraction(a.scale.parse().map_err(|_| {
-            format!(
-                "--scale {:?}: give a number such as 0.5 or \"auto\"",
-                a.scale
-            )
-        })?)
-    };
+    let scale = report::parse_scale(&a.scale)?;
     let opts = StylizeOptions {
         strength: a.strength,
         scale,
@@ -202,9 +215,17 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         max_pixels: max_pixels as u64,
         ..DecodeLimits::default()
     };
-    let plan = cyclegan::batch::plan(&a.batch_request())?;
+    let output = report::require_output(&a.inputs, a.output.as_ref())?;
+    report::check_output(&a.inputs, &output)?;
+    let style = match &a.model {
+        Some(_) => None,
+        None => Some(report::resolve_style(&a.style)?),
+    };
+    let plan = cyclegan::batch::plan(&a.batch_request(output))?;
     for line in plan.messages() {
-        eprintln!("{line}");
+        if !a.quiet {
+            eprintln!("{line}");
+        }
     }
     if plan.jobs().is_empty() {
         // Still record the (empty) share, so `cyclegan report` knows this task ran.
@@ -217,10 +238,11 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
     }
     let model = match &a.model {
         Some(p) => Model::load(&p.to_string_lossy(), backend),
-        None => Model::load(&a.style, backend),
+        None => Model::load(style.as_deref().unwrap_or(&a.style), backend),
     }
     .map_err(|e| e.to_string())?;
     let backend_name = model.backend_name();
+    let reporter = report::Reporter::new(a.quiet, a.json, backend_name.clone());
 
     let jobs = plan.jobs();
     let batch = plan.to_folder();
@@ -233,19 +255,52 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         })
         .expect("static template"),
     );
-    bar.enable_steady_tick(Duration::from_millis(200));
+    if reporter.mode() == report::Mode::Quiet {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    } else {
+        bar.enable_steady_tick(Duration::from_millis(200));
+    }
+    // The size of the last image written, for its report line.
+    let size = std::cell::Cell::new((0, 0));
     let summary = cyclegan::batch::run(
         &plan,
         a.overwrite,
         |job| {
             bar.set_message(job.key.clone());
-            let pixels = stylize_one(&model, &job.input, &job.output, &opts, &limits, &bar, batch)?;
+            let (w, h) = stylize_one(
+                &model,
+                &job.input,
+                &job.output,
+                &opts,
+                &limits,
+                (&bar, batch),
+                a.jpeg_quality,
+            )?;
+            size.set((w, h));
             Ok(cyclegan::batch::Processed {
-                pixels,
+                pixels: w as u64 * h as u64,
                 backend: backend_name.clone(),
             })
         },
-        |_, _| {
+        |job, outcome| {
+            match outcome {
+                cyclegan::batch::Outcome::Done { seconds, .. } => reporter.written(
+                    &bar,
+                    &report::Written {
+                        input: &job.input,
+                        output: &job.output,
+                        width: size.get().0,
+                        height: size.get().1,
+                        seconds: *seconds,
+                    },
+                ),
+                cyclegan::batch::Outcome::Skipped => {
+                    reporter.skipped(&bar, &job.input, &job.output)
+                }
+                cyclegan::batch::Outcome::Failed(e) => {
+                    reporter.failed(&bar, &job.input, &job.output, e)
+                }
+            }
             if batch {
                 bar.inc(1);
             }
@@ -255,7 +310,7 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
     for w in &summary.warnings {
         eprintln!("warning: {w}");
     }
-    if summary.skipped > 0 {
+    if summary.skipped > 0 && reporter.mode() != report::Mode::Quiet {
         eprintln!(
             "skipped {} existing output(s); use --overwrite to replace them",
             summary.skipped
@@ -285,19 +340,19 @@ fn run_report(output: &Path, reports: &[PathBuf]) -> Result<ExitCode, String> {
     })
 }
 
+/// Returns the size of the image written.
 fn stylize_one(
     model: &Model,
     input: &Path,
     output: &Path,
     opts: &StylizeOptions,
     limits: &DecodeLimits,
-    bar: &ProgressBar,
-    batch: bool,
-) -> Result<u64, String> {
+    (bar, batch): (&ProgressBar, bool),
+    jpeg_quality: u8,
+) -> Result<(u32, u32), String> {
     // Check the output format before spending time on the network.
     cyclegan::io::output_format(output).map_err(|e| format!("{}: {e}", output.display()))?;
     let pixels = read_image(input, limits).map_err(|e| e.to_string())?;
-    let count = pixels.width as u64 * pixels.height as u64;
     let styled = stylize(model, &pixels, opts, &mut |f| {
         if !batch {
             bar.set_position((f * 1000.0) as u64);
@@ -307,11 +362,13 @@ fn stylize_one(
     .map_err(|e| format!("{}: {e}", input.display()))?;
     // The input is not needed while the output is encoded.
     drop(pixels);
-    write_image(output, &styled).map_err(|e| e.to_string())?;
-    Ok(count)
+    write_image_with_quality(output, &styled, jpeg_quality).map_err(|e| e.to_string())?;
+    Ok((styled.width, styled.height))
 }
 
 fn run_info(file: &str) -> Result<ExitCode, String> {
+    let canonical = report::resolve_style(file).unwrap_or_else(|_| file.to_owned());
+    let file = canonical.as_str();
     let weights = if Path::new(file).exists() {
         Weights::read(Path::new(file)).map_err(|e| e.to_string())?
     } else {

@@ -12,6 +12,59 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The variable `.ci/run` sets: with it, a test whose host tool is missing fails instead of
+/// skipping, so a CI machine without the tools cannot report green.
+pub const REQUIRE_HOSTS: &str = "CYCLEGAN_REQUIRE_HOSTS";
+
+/// Whether missing host tools must fail the tests (`CYCLEGAN_REQUIRE_HOSTS=1`).
+pub fn hosts_required() -> bool {
+    std::env::var(REQUIRE_HOSTS).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Decides what a test does when a tool it needs is absent. `present` is the check's
+/// result, `what` names the tool and how to install it. Returns true to go on. When the tool
+/// is missing: panics if `CYCLEGAN_REQUIRE_HOSTS` is set, else prints a SKIPPED line that
+/// `cargo test` shows even while it captures output, and returns false (the caller returns).
+pub fn require(present: bool, what: &str) -> bool {
+    if present {
+        return true;
+    }
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    if hosts_required() {
+        panic!("{what} is missing, and {REQUIRE_HOSTS} is set: {test} cannot be skipped");
+    }
+    // Written to the stream directly: libtest captures only print!/eprint!.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {what} is missing (set {REQUIRE_HOSTS}=1 to make this a failure)"
+    );
+    false
+}
+
+/// Whether `program` is on PATH.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            let p = dir.join(program);
+            p.is_file()
+                && std::fs::metadata(&p).is_ok_and(|m| {
+                    use std::os::unix::fs::PermissionsExt;
+                    m.permissions().mode() & 0o111 != 0
+                })
+        })
+    })
+}
+
+/// Whether `pkg-config --exists` finds every package.
+pub fn pkg_config_has(packages: &[&str]) -> bool {
+    std::process::Command::new("pkg-config")
+        .arg("--exists")
+        .args(packages)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// A file under `../shared`, present on developer machines and CI but not on every clone.
 pub fn shared(rel: &str) -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -131,7 +184,32 @@ pub fn built_library() -> PathBuf {
         .into_iter()
         .map(|d| d.join(name))
         .find(|p| p.exists());
-    found.unwrap_or_else(|| panic!("{name} not found next to {}", exe.display()))
+    let lib = found.unwrap_or_else(|| panic!("{name} not found next to {}", exe.display()));
+    soname_link(&lib);
+    lib
+}
+
+/// The library's SONAME (build.rs sets `libcyclegan.so.MAJOR` on ELF targets).
+pub fn soname() -> Option<String> {
+    (!cfg!(target_os = "macos"))
+        .then(|| format!("libcyclegan.so.{}", env!("CARGO_PKG_VERSION_MAJOR")))
+}
+
+/// Programs linked to the library ask the loader for its SONAME, which cargo does not
+/// create: a `libcyclegan.so.0 -> libcyclegan.so` link beside `lib` lets programs with an
+/// rpath to that folder start. Safe to call from tests running at once.
+pub fn soname_link(lib: &Path) {
+    let Some(soname) = soname() else { return };
+    let link = lib.with_file_name(&soname);
+    let target = lib.file_name().expect("library file name");
+    if std::fs::read_link(&link).is_ok_and(|t| t == Path::new(target)) {
+        return;
+    }
+    // Create under a unique name, then rename over: never a moment without the link.
+    let tmp = lib.with_file_name(format!(".{soname}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).expect("create the SONAME link");
+    std::fs::rename(&tmp, &link).expect("place the SONAME link");
 }
 
 /// Where [`run_engine`]'s norms get their statistics (one [`Stats`] per image of a batch).

@@ -35,7 +35,7 @@ static const GimpParamDef general_args[] = {
   { GIMP_PDB_DRAWABLE, "drawable", "Input drawable (RGB or grey; indexed is refused)" },
   { GIMP_PDB_STRING,   "style",    "A shipped style name (\"monet\") or the path of a style file (.safetensors or CycleGAN .pth generator)" },
   { GIMP_PDB_FLOAT,    "strength", "How strongly to apply the style, 0..1 (1 = full)" },
-  { GIMP_PDB_FLOAT,    "scale",    "Working resolution as a fraction of the selection size, 0..4 (0 = auto: a long side of 512 pixels; larger values give finer brush strokes)" },
+  { GIMP_PDB_FLOAT,    "scale",    "Working resolution as a fraction of the selection size, 0..4 (0 = auto: a long side of 384 pixels; larger values give finer brush strokes)" },
 };
 
 static void
@@ -84,7 +84,40 @@ typedef struct
   GtkWidget     *file_button;
   CgGimpPreview *preview;
   gint           n_styles;    /* combo index n_styles = "Style file" */
+  gchar         *checked;     /* the style file last tried, and whether it loaded */
+  gboolean       checked_ok;
 } Dialog;
+
+/* A style file is usable when it loads; the result is kept until another file is chosen. */
+static gboolean
+style_file_usable (Dialog *d, const gchar *file)
+{
+  if (file == NULL)
+    return FALSE;
+  if (g_strcmp0 (d->checked, file) != 0)
+    {
+      gchar *problem = cg_gimp_style_file_problem (file);
+
+      g_free (d->checked);
+      d->checked = g_strdup (file);
+      d->checked_ok = problem == NULL;
+      if (problem != NULL)
+        gtk_widget_set_tooltip_text (d->file_button, problem);
+      else
+        gtk_widget_set_tooltip_text (d->file_button, NULL);
+      g_free (problem);
+    }
+  return d->checked_ok;
+}
+
+/* The Help button: the plug-in's own page, not GIMP's manual. */
+static void
+help_func (const gchar *help_id, gpointer help_data)
+{
+  (void) help_id;
+  (void) help_data;
+  cg_gimp_show_help (NULL);
+}
 
 static void
 dialog_changed (Dialog *d)
@@ -102,7 +135,8 @@ dialog_changed (Dialog *d)
       else
         {
           file = gtk_file_chooser_get_filename (GTK_FILE_CHOOSER (d->file_button));
-          ok = cg_gimp_values_set_style (d->values, file);
+          /* OK stays off until the chosen file loads as a style. */
+          ok = style_file_usable (d, file) && cg_gimp_values_set_style (d->values, file);
           g_free (file);
         }
       gtk_widget_set_sensitive (d->file_button, index >= d->n_styles);
@@ -110,6 +144,14 @@ dialog_changed (Dialog *d)
     }
   if (ok)
     cg_gimp_preview_update (d->preview, d->values);
+  else if (d->general && d->checked != NULL)
+    {
+      /* Say why in the preview's place: it shows the loader's reason. */
+      CgGimpValues v = *d->values;
+
+      cg_gimp_values_set_style (&v, d->checked);
+      cg_gimp_preview_update (d->preview, &v);
+    }
 }
 
 static void
@@ -250,7 +292,7 @@ run_dialog (const gchar *title, const gchar *proc, gboolean general, gint32 draw
 
   gimp_ui_init (CG_GIMP_BINARY, FALSE);
   d.dialog = gimp_dialog_new (title, CG_GIMP_BINARY, NULL, 0,
-                              gimp_standard_help_func, proc,
+                              help_func, proc,
                               "_Cancel", GTK_RESPONSE_CANCEL,
                               "_OK", GTK_RESPONSE_OK,
                               NULL);
@@ -290,7 +332,7 @@ run_dialog (const gchar *title, const gchar *proc, gboolean general, gint32 draw
              "0 keeps the photo, 1 applies the full style", &d);
   scale_row (GTK_TABLE (table), row++, "Sc_ale (0 = auto):", &values->scale, 0.0, 4.0,
              "Working resolution as a fraction of the selection size: smaller values "
-             "give larger brush strokes. 0 = auto (a long side of 512 pixels)", &d);
+             "give larger brush strokes. 0 = auto (a long side of 384 pixels)", &d);
   device = backend_combo_new (values->backend);
   gimp_int_combo_box_get_active (GIMP_INT_COMBO_BOX (device), &values->backend);
   gimp_table_attach_aligned (GTK_TABLE (table), 0, row++, "_Device:", 0.0, 0.5,
@@ -303,6 +345,7 @@ run_dialog (const gchar *title, const gchar *proc, gboolean general, gint32 draw
   ok = gimp_dialog_run (GIMP_DIALOG (d.dialog)) == GTK_RESPONSE_OK;
   cg_gimp_preview_free (d.preview);
   gtk_widget_destroy (d.dialog);
+  g_free (d.checked);
   return ok;
 }
 

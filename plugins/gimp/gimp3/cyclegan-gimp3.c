@@ -120,7 +120,7 @@ create_procedure (GimpPlugIn *plug_in, const gchar *name)
                                           0.0, 1.0, 1.0, G_PARAM_READWRITE);
       gimp_procedure_add_double_argument (procedure, "scale", "Sc_ale (0 = auto)",
                                           "Working resolution as a fraction of the selection "
-                                          "size; 0 = auto (a long side of 512 pixels); larger "
+                                          "size; 0 = auto (a long side of 384 pixels); larger "
                                           "values give finer brush strokes",
                                           0.0, 4.0, 0.0, G_PARAM_READWRITE);
       /* Dialog only: the "style" argument is derived from these two. */
@@ -148,7 +148,7 @@ create_procedure (GimpPlugIn *plug_in, const gchar *name)
                                               0.0, 1.0, 1.0, G_PARAM_READWRITE);
       gimp_procedure_add_double_aux_argument (procedure, "scale", "Sc_ale (0 = auto)",
                                               "Working resolution as a fraction of the "
-                                              "selection size; 0 = auto (a long side of 512 "
+                                              "selection size; 0 = auto (a long side of 384 "
                                               "pixels); larger values give finer brush strokes",
                                               0.0, 4.0, 0.0, G_PARAM_READWRITE);
     }
@@ -245,13 +245,53 @@ typedef struct
   GimpProcedureConfig *config;
   const gchar         *shipped;
   CgGimpPreview       *preview;
+  GtkWidget           *dialog;
+  gchar               *checked;    /* the style file last tried, and whether it loaded */
+  gboolean             checked_ok;
 } Dialog;
+
+/* OK is sensitive only when the values name a usable style: a shipped one, or a style
+ * file that loads (tried once per file). */
+static gboolean
+dialog_style_usable (Dialog *d, const CgGimpValues *values, gboolean valid)
+{
+  gboolean ok = valid;
+
+  if (valid && ! cg_gimp_style_is_shipped (values->style))
+    {
+      if (g_strcmp0 (d->checked, values->style) != 0)
+        {
+          gchar *problem = cg_gimp_style_file_problem (values->style);
+
+          g_free (d->checked);
+          d->checked = g_strdup (values->style);
+          d->checked_ok = problem == NULL;
+          g_free (problem);
+        }
+      ok = d->checked_ok;
+    }
+  gtk_dialog_set_response_sensitive (GTK_DIALOG (d->dialog), GTK_RESPONSE_OK, ok);
+  return ok;
+}
+
+/* Help shows the plug-in's own text rather than asking for GIMP's manual. */
+static void
+on_dialog_response (GtkDialog *dialog, gint response, gpointer data)
+{
+  (void) data;
+  if (response == GTK_RESPONSE_HELP)
+    {
+      g_signal_stop_emission_by_name (dialog, "response");
+      cg_gimp_show_help (GTK_WIDGET (dialog));
+    }
+}
 
 static void
 on_config_notify (GObject *config, GParamSpec *pspec, gpointer data)
 {
   Dialog       *d = data;
   CgGimpValues  values;
+  gboolean      valid;
 
   (void) config;
   if (d->shipped == NULL && strcmp (pspec->name, "style-file") == 0)
@@ -263,7 +303,10 @@ on_config_notify (GObject *config, GParamSpec *pspec, gpointer data)
         g_object_set (d->config, "style-choice", STYLE_FILE_NICK, NULL);
       g_clear_object (&file);
     }
-  if (values_from_config (d->config, d->shipped, TRUE, &values, NULL))
+  valid = values_from_config (d->config, d->shipped, TRUE, &values, NULL);
+  dialog_style_usable (d, &values, valid);
+  /* An unusable file still goes to the preview, whose note then says why. */
+  if (valid)
     cg_gimp_preview_update (d->preview, &values);
 }
 
@@ -271,15 +314,17 @@ static gboolean
 run_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const gchar *shipped,
             GimpDrawable *drawable, const GeglRectangle *rect, const gchar *title)
 {
-  Dialog        d = { config, shipped, NULL };
+  Dialog        d = { config, shipped, NULL, NULL, NULL, FALSE };
   GtkWidget    *dialog, *hbox, *content;
   GeglBuffer   *buffer;
   CgGimpValues  values;
   gulong        handler;
-  gboolean      ok;
+  gboolean      ok, valid;
 
   gimp_ui_init (CG_GIMP_BINARY);
   dialog = gimp_procedure_dialog_new (procedure, config, title);
+  d.dialog = dialog;
+  g_signal_connect (dialog, "response", G_CALLBACK (on_dialog_response), NULL);
 
   /* Sliders with a number, as GIMP's own filters show them. */
   gimp_procedure_dialog_get_scale_entry (GIMP_PROCEDURE_DIALOG (dialog), "strength", 1.0);
@@ -317,7 +362,9 @@ run_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const gchar *
   gtk_widget_show (hbox);
 
   handler = g_signal_connect (config, "notify", G_CALLBACK (on_config_notify), &d);
-  if (values_from_config (config, shipped, TRUE, &values, NULL))
+  valid = values_from_config (config, shipped, TRUE, &values, NULL);
+  dialog_style_usable (&d, &values, valid);
+  if (valid)
     cg_gimp_preview_update (d.preview, &values);
 
   ok = gimp_procedure_dialog_run (GIMP_PROCEDURE_DIALOG (dialog));
@@ -325,6 +372,7 @@ run_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const gchar *
   g_signal_handler_disconnect (config, handler);
   cg_gimp_preview_free (d.preview);
   gtk_widget_destroy (dialog);
+  g_free (d.checked);
   return ok;
 }
 

@@ -1,21 +1,16 @@
-//! Tests of the reader on pickles and archives written opcode by opcode, and on the shared
-//! fixtures when they are present.
+//! Tests of the reader on pickles and archives written opcode by opcode, and on the
+//! project's fixtures (tests/fixtures: PyTorch-written files of every supported layout).
 
 use super::tensors::collect;
 use super::vm::{Persid, Pickle};
 use super::*;
 use std::io::{Cursor, Write};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/fixtures/");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/");
 
-fn fixture(name: &str) -> Option<Vec<u8>> {
-    match std::fs::read(format!("{FIXTURES}{name}")) {
-        Ok(b) => Some(b),
-        Err(_) => {
-            eprintln!("skipping: fixture {name} is absent");
-            None
-        }
-    }
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}{name}"))
+        .unwrap_or_else(|e| panic!("fixture {FIXTURES}{name}: {e}"))
 }
 
 /// A pickle written opcode by opcode, as torch's protocol 2 writes it.
@@ -479,10 +474,7 @@ fn shared_subobjects_cannot_blow_up_the_walk() {
 
 #[test]
 fn fixture_matches_safetensors() {
-    let (Some(pth), Some(st)) = (fixture("el_ngf8_b9.pth"), fixture("el_ngf8_b9.safetensors"))
-    else {
-        return;
-    };
+    let (pth, st) = (fixture("el_ngf8_b9.pth"), fixture("el_ngf8_b9.safetensors"));
     let ts = read_pth(&pth).unwrap();
     let st = safetensors::SafeTensors::deserialize(&st).unwrap();
     assert_eq!(ts.len(), st.len());
@@ -497,10 +489,7 @@ fn fixture_matches_safetensors() {
 
 #[test]
 fn legacy_fixture_matches_zip_fixture() {
-    let (Some(zip), Some(legacy)) = (fixture("jz_ngf8_b9.pth"), fixture("jz_ngf8_b9_legacy.pth"))
-    else {
-        return;
-    };
+    let (zip, legacy) = (fixture("jz_ngf8_b9.pth"), fixture("jz_ngf8_b9_legacy.pth"));
     let a = read_pth(&zip).unwrap();
     let b = read_pth(&legacy).unwrap();
     assert!(a.len() > 40);
@@ -509,17 +498,15 @@ fn legacy_fixture_matches_zip_fixture() {
         assert_eq!((&x.name, x.dtype, &x.shape), (&y.name, y.dtype, &y.shape));
         assert_eq!(x.data, y.data, "{}", x.name);
     }
-    let b6 = fixture("jz_ngf8_b6.pth").map(|f| read_pth(&f).unwrap());
-    if let Some(b6) = b6 {
-        assert!(b6.len() < a.len() && b6.iter().any(|t| t.name == "model.1.weight"));
-    }
+    let b6 = read_pth(&fixture("jz_ngf8_b6.pth")).unwrap();
+    assert!(b6.len() < a.len() && b6.iter().any(|t| t.name == "model.1.weight"));
     assert!(looks_like_pth(&zip) && looks_like_pth(&legacy) && !looks_like_pth(b"\x89PNG"));
 }
 
 #[test]
 fn fixture_truncations_fail() {
     for name in ["jz_ngf8_b9_legacy.pth", "el_ngf8_b9.pth"] {
-        let Some(file) = fixture(name) else { continue };
+        let file = fixture(name);
         for k in 0..200 {
             let n = file.len() * k / 200;
             assert!(read_pth(&file[..n]).is_err(), "{name}: prefix {n} parsed");
