@@ -5,6 +5,8 @@
 #   PREFIX/lib/pkgconfig/cyclegan.pc
 # Usage: scripts/install-lib.sh PREFIX
 # Environment: CYCLEGAN_FEATURES (e.g. "cuda") is passed to cargo as --features;
+# CYCLEGAN_BACKENDS="cuda" also builds the CUDA backend library (needs a CUDA toolkit) and
+# installs it as PREFIX/lib/cyclegan/libcyclegan_backend_cuda.so (docs/gpu.md);
 # CARGO_TARGET_DIR is honoured.
 set -eu
 if [ $# -ne 1 ]; then
@@ -32,6 +34,11 @@ install -d "$prefix/lib/pkgconfig" "$prefix/include"
 install -m 0755 "$target/$shared" "$prefix/lib/$shared"
 install -m 0644 "$target/libcyclegan.a" "$prefix/lib/libcyclegan.a"
 install -m 0644 include/cyclegan.h "$prefix/include/cyclegan.h"
+for b in ${CYCLEGAN_BACKENDS:-}; do
+    cargo build --release -p "cyclegan-backend-$b" --features "$b"
+    install -d "$prefix/lib/cyclegan"
+    install -m 0755 "$target/libcyclegan_backend_$b.so" "$prefix/lib/cyclegan/"
+done
 # Libs.private lists what the static library needs from the system (Rust's std).
 cat > "$prefix/lib/pkgconfig/cyclegan.pc" <<PC
 prefix=$prefix

@@ -12,6 +12,8 @@ use cyclegan::io::{read_image, write_image, DecodeLimits};
 use cyclegan::weights::{save_style, Weights};
 use cyclegan::{stylize, Backend, Model, Scale, StylizeOptions};
 
+#[path = "backends_cmd.rs"]
+mod backends_cmd;
 #[path = "train_cmd.rs"]
 mod train_cmd;
 
@@ -49,6 +51,9 @@ enum Command {
     },
     /// Learn a new style from a folder of photos and a folder of paintings.
     Train(train_cmd::TrainArgs),
+    /// List the compute backends: the built-in CPU engine and the GPU backend libraries
+    /// found on this machine (path, version, device or why not).
+    Backends,
 }
 
 #[derive(Args)]
@@ -109,6 +114,7 @@ fn main() -> ExitCode {
             name,
         } => run_import(&input, &output, &dtype, name),
         Command::Train(args) => train_cmd::run(args),
+        Command::Backends => backends_cmd::run().map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
