@@ -81,13 +81,12 @@ fn device_info(device: &Device) -> (String, u64, u64) {
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_info(dev: &candle_core::CudaDevice) -> (String, u64, u64) {
-    let ctx = dev.cuda_stream().context().clone();
+fn cuda_info(dev: &candle_core::cuda::CudaDevice) -> (String, u64, u64) {
+    let stream = dev.cuda_stream();
+    let ctx = stream.context();
     let name = ctx.name().unwrap_or_else(|_| "CUDA device".into());
     let (free, total) = ctx
-        .bind_to_thread()
-        .ok()
-        .and_then(|_| candle_core::cuda::cudarc::driver::result::mem_get_info().ok())
+        .mem_get_info()
         .map_or((0, 0), |(f, t)| (f as u64, t as u64));
     (name, total, free)
 }
