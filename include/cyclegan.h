@@ -216,7 +216,8 @@ typedef struct {
 #define CG_BACKEND_CPU 1
 
 /**
- * The first NVIDIA GPU; needs a library built with the `cuda` feature.
+ * The first NVIDIA GPU, through the backend library `libcyclegan_backend_cuda.so` loaded at
+ * run time (docs/gpu.md); `cg_backend_describe` says whether it was found and why not.
  */
 #define CG_BACKEND_CUDA 2
 
@@ -284,7 +285,8 @@ const char *cg_last_error_message(void);
 
 /**
  * Creates options with the defaults: backend auto, threads 0 (all cores), strength 1,
- * scale 0 (auto), tile size 512, detail 0.5. On success `*out` holds a new handle the caller
+ * scale 0 (auto), tile size 0 (chosen by the memory plan), memory limit 0 (the smaller of
+ * 2 GiB and half the available memory), detail 0.5. On success `*out` holds a new handle the caller
  * owns and must release with `cg_options_free`; on failure `*out` is NULL.
  *
  * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `out` is NULL.
@@ -326,13 +328,40 @@ cg_status cg_options_set_backend(cg_options *opts, cg_backend backend);
 cg_status cg_options_set_threads(cg_options *opts, uint32_t threads);
 
 /**
- * Sets the tile side in working pixels, at least 64 (default 512). Images whose working size
- * exceeds one tile are processed in overlapping tiles with whole-image statistics; larger
- * tiles are faster and use more memory.
+ * Forces tiles of `tile_size` working pixels, at least 160; 0 (the default) lets the
+ * memory plan choose: the whole image in one piece when it fits the memory limit (see
+ * `cg_options_set_memory_limit`), otherwise the largest tiles that fit. Tiles overlap and
+ * are normalized with whole-image statistics, so they leave no seams; larger tiles are
+ * faster and use more memory.
  *
- * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `tile_size` < 64.
+ * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `tile_size` is 1..159.
  */
 cg_status cg_options_set_tile_size(cg_options *opts, uint32_t tile_size);
+
+/**
+ * Limits the memory one stylize call may use, in bytes, the image and the model included:
+ * the call runs the whole image in one piece when that fits and in smaller tiles when it
+ * does not, and fails with CG_ERR_INVALID_ARGUMENT naming the size it needs when even
+ * the smallest tile does not. 0 (the default): the smaller of 2 GiB and half of the memory
+ * available when the call starts.
+ *
+ * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `bytes` is 1 .. 128 MiB - 1.
+ */
+cg_status cg_options_set_memory_limit(cg_options *opts, uint64_t bytes);
+
+/**
+ * The working size a `width` x `height` input gets with these options (scale), so that a
+ * front end can show it or size a preview the way `cg_model_stylize` will. `opts` may be
+ * NULL for the defaults. On success `*out_width` and `*out_height` are written.
+ *
+ * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if an out-pointer is NULL, `opts` is not a live
+ * handle, or a side is 0.
+ */
+cg_status cg_options_working_size(const cg_options *opts,
+                                  uint32_t width,
+                                  uint32_t height,
+                                  uint32_t *out_width,
+                                  uint32_t *out_height);
 
 /**
  * Sets how strongly the style is applied, 0..1 (default 1): 0 returns the input, values in
@@ -346,7 +375,7 @@ cg_status cg_options_set_strength(cg_options *opts, float strength);
 /**
  * Sets the working resolution, which sizes the brush strokes: the styles were trained on
  * 256-pixel paintings, so on a large photo native resolution gives a fine texture rather
- * than a painting. 0 (default) = auto: a long side of 512 pixels, or native if smaller;
+ * than a painting. 0 (default) = auto: a long side of 384 pixels, or native if smaller;
  * otherwise the fraction of the input size, in (0, 4] (1 = native). The output is always
  * the input's size.
  *
@@ -365,11 +394,37 @@ cg_status cg_options_set_scale(cg_options *opts, float scale);
 cg_status cg_options_set_detail(cg_options *opts, float detail);
 
 /**
- * Whether `backend` is compiled into this library and has a usable device on this machine.
+ * The backend a user-facing name stands for ("auto", "cpu", "cuda" or "gpu", "metal"; any
+ * case), so that plug-ins take the same names as the command line. On success `*out` is
+ * written.
+ *
+ * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if a pointer is NULL, the name is not UTF-8 or
+ * names no backend (the message lists the known names).
+ */
+cg_status cg_backend_from_name(const char *name, cg_backend *out);
+
+/**
+ * Whether `backend` can run on this machine: for CG_BACKEND_CUDA, a backend library was
+ * found, passed its checks and opened its GPU (the status `cg_backend_describe` gives).
  * CG_BACKEND_AUTO and CG_BACKEND_CPU are always available; an unknown value gives false.
- * Opening a GPU to check can take a moment. Thread-safe.
+ * The first call looks for the backend libraries and opens a GPU, which can take a
+ * moment; later calls give the same answer. Thread-safe.
  */
 bool cg_backend_is_available(cg_backend backend);
+
+/**
+ * Writes one line of text saying what `backend` is on this machine into `buf`: "cpu: ready
+ * (built in)", "cuda: ready: NVIDIA H200, 139.8 GiB (138.2 GiB free)
+ * (/usr/lib/cyclegan/libcyclegan_backend_cuda.so)", or why it cannot run ("cuda: no cuda
+ * backend: libcyclegan_backend_cuda.so is not in ...", "... was refused: it is truncated
+ * or corrupt ..."). The same text as the `cyclegan backends` command.
+ *
+ * Follows snprintf: writes at most `len - 1` bytes and a NUL (truncating the text if it
+ * does not fit; nothing when `len` is 0, and then `buf` may be NULL), and returns the
+ * text's full length in bytes without the NUL, so a return value `>= len` means it was
+ * truncated. An unknown backend value gives a text saying so. Thread-safe.
+ */
+size_t cg_backend_describe(cg_backend backend, char *buf, size_t len);
 
 /**
  * Loads a style: a shipped style name (see `cg_style_name`, e.g. "monet") or the path of a

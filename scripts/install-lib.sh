@@ -17,6 +17,8 @@
 #   --from DIR  install the libcyclegan.so and libcyclegan.a already built in DIR instead of
 #               running cargo build --release (the tests use this)
 # Environment: CYCLEGAN_FEATURES (e.g. "cuda") is passed to cargo as --features;
+# CYCLEGAN_BACKENDS="cuda" also builds the CUDA backend library (needs a CUDA toolkit) and
+# installs it as PREFIX/lib/cyclegan/libcyclegan_backend_cuda.so (docs/gpu.md);
 # CARGO_TARGET_DIR is honoured; STRIP and OBJCOPY name the tools (default strip, objcopy).
 set -eu
 from=""
@@ -106,6 +108,12 @@ case "$(uname -s)" in
     *) system_libs="-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc" ;;
 esac
 
+for b in ${CYCLEGAN_BACKENDS:-}; do
+    cargo build --release -p "cyclegan-backend-$b" --features "$b"
+    install -d "$prefix/lib/cyclegan"
+    install -m 0755 "$target/libcyclegan_backend_$b.so" "$prefix/lib/cyclegan/"
+    "$strip" --strip-unneeded "$prefix/lib/cyclegan/libcyclegan_backend_$b.so"
+done
 cat > "$prefix/lib/pkgconfig/cyclegan.pc" <<PC
 prefix=$prefix
 exec_prefix=\${prefix}

@@ -1,6 +1,9 @@
-//! Choosing where the networks run. GPU backends are compiled in by cargo features; asking
-//! for one that is not compiled in, or that finds no device, is an error, never a silent
-//! fallback (except `Auto`, whose job is to fall back).
+//! Choosing where the networks run. The CPU engine is built in; CUDA comes from a backend
+//! library loaded at run time (`libcyclegan_backend_cuda.so`, engine/dynamic.rs), and a
+//! build with the `cuda` or `metal` feature (what the backend libraries are built from)
+//! has that device compiled in. Asking for a backend that is missing, refused or finds no
+//! device is an error, never a silent fallback (except `Auto`, whose job is to fall back,
+//! with a notice).
 
 use candle_core::{DType, Device};
 
@@ -30,17 +33,57 @@ impl Backend {
         }
     }
 
-    /// Whether this build has the backend and a device for it.
+    /// Whether this backend can run here: for CUDA, a backend library that loads and found
+    /// its device (or CUDA compiled into this build and a device).
     pub fn is_available(self) -> bool {
-        self.device().is_ok()
+        match self {
+            Backend::Cuda if !cfg!(feature = "cuda") => {
+                crate::engine::dynamic::report("cuda").is_some_and(|r| r.is_ready())
+            }
+            _ => self.device().is_ok(),
+        }
     }
 
-    /// Why `Auto` runs on the CPU although this build has a GPU backend (the driver or the
-    /// GPU is missing), for front ends to show; `None` when it gets the GPU it was built
-    /// for, or when it was built for the CPU alone (nothing was expected).
+    /// What `cyclegan backends` and `cg_backend_describe` say about this backend: one line.
+    pub fn describe_status(self) -> String {
+        match self {
+            Backend::Auto => match Backend::Auto.fallback_notice() {
+                Some(n) => format!("auto: cpu ({n})"),
+                None if cfg!(feature = "cuda") || cfg!(feature = "metal") => {
+                    "auto: the compiled-in GPU".into()
+                }
+                None => "auto: the cuda backend library".into(),
+            },
+            Backend::Cpu => "cpu: ready (built in)".into(),
+            Backend::Cuda if !cfg!(feature = "cuda") => crate::engine::dynamic::report("cuda")
+                .map_or_else(|| "cuda: unknown".into(), |r| r.summary()),
+            other => match other.device() {
+                Ok(_) => format!("{}: ready (compiled in)", other.name()),
+                Err(e) => format!("{}: {e}", other.name()),
+            },
+        }
+    }
+
+    /// The name users type.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Cpu => "cpu",
+            Backend::Cuda => "cuda",
+            Backend::Metal => "metal",
+        }
+    }
+
+    /// Why `Auto` runs on the CPU although a GPU backend might have served it (no backend
+    /// library, a refused one, no driver or GPU), for front ends to show as one notice
+    /// line; `None` when it gets a GPU.
     pub fn fallback_notice(self) -> Option<String> {
-        if self != Backend::Auto || !(cfg!(feature = "cuda") || cfg!(feature = "metal")) {
+        if self != Backend::Auto {
             return None;
+        }
+        if !(cfg!(feature = "cuda") || cfg!(feature = "metal")) {
+            let report = crate::engine::dynamic::report("cuda")?;
+            return (!report.is_gpu()).then(|| format!("{}; running on the CPU", report.why_not()));
         }
         let why = |e: Error| match e {
             Error::BackendUnavailable(why) => why,
@@ -55,7 +98,9 @@ impl Backend {
         }
     }
 
-    /// Opens the device (the first GPU for CUDA and Metal).
+    /// Opens the device compiled into this build (the first GPU for CUDA and Metal): what
+    /// the trainer and the backend libraries run on. Without the `cuda` feature, CUDA is
+    /// only reached through the backend library, which serves stylizing.
     pub fn device(self) -> Result<Device> {
         match self {
             Backend::Cpu => Ok(Device::Cpu),
@@ -66,7 +111,10 @@ impl Backend {
             Backend::Cuda => {
                 if !cfg!(feature = "cuda") {
                     return Err(Error::BackendUnavailable(
-                        "this build has no CUDA support: rebuild with `--features cuda`".into(),
+                        "CUDA is served by the backend library libcyclegan_backend_cuda.so, which \
+                         stylizes but does not train yet: train with --device cpu, or build with \
+                         `--features cuda`"
+                            .into(),
                     ));
                 }
                 cuda_device()

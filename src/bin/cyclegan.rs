@@ -12,6 +12,8 @@ use cyclegan::io::{read_image, write_image_with_quality, DecodeLimits};
 use cyclegan::weights::{save_style, Weights};
 use cyclegan::{stylize, Backend, Model, StylizeOptions};
 
+#[path = "backends_cmd.rs"]
+mod backends_cmd;
 mod report;
 #[path = "train_cmd.rs"]
 mod train_cmd;
@@ -65,6 +67,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the compute backends: the built-in CPU engine and the GPU backend libraries
+    /// found on this machine (path, version, device or why not).
+    Backends,
 }
 
 #[derive(Args)]
@@ -168,6 +173,7 @@ fn main() -> ExitCode {
             report::print_styles(json);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backends => backends_cmd::run().map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

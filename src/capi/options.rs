@@ -19,7 +19,8 @@ pub type cg_backend = u32;
 pub const CG_BACKEND_AUTO: cg_backend = 0;
 /// The CPU; always available.
 pub const CG_BACKEND_CPU: cg_backend = 1;
-/// The first NVIDIA GPU; needs a library built with the `cuda` feature.
+/// The first NVIDIA GPU, through the backend library `libcyclegan_backend_cuda.so` loaded at
+/// run time (docs/gpu.md); `cg_backend_describe` says whether it was found and why not.
 pub const CG_BACKEND_CUDA: cg_backend = 2;
 /// The first Apple GPU; needs a library built with the `metal` feature.
 pub const CG_BACKEND_METAL: cg_backend = 3;
@@ -326,14 +327,47 @@ pub extern "C" fn cg_backend_from_name(name: *const c_char, out: *mut cg_backend
     })
 }
 
-/// Whether `backend` is compiled into this library and has a usable device on this machine.
+/// Whether `backend` can run on this machine: for CG_BACKEND_CUDA, a backend library was
+/// found, passed its checks and opened its GPU (the status `cg_backend_describe` gives).
 /// CG_BACKEND_AUTO and CG_BACKEND_CPU are always available; an unknown value gives false.
-/// Opening a GPU to check can take a moment. Thread-safe.
+/// The first call looks for the backend libraries and opens a GPU, which can take a
+/// moment; later calls give the same answer. Thread-safe.
 #[no_mangle]
 pub extern "C" fn cg_backend_is_available(backend: cg_backend) -> bool {
     ffi(false, || {
         backend_from(backend)
             .map(Backend::is_available)
             .unwrap_or(false)
+    })
+}
+
+/// Writes one line of text saying what `backend` is on this machine into `buf`: "cpu: ready
+/// (built in)", "cuda: ready: NVIDIA H200, 139.8 GiB (138.2 GiB free)
+/// (/usr/lib/cyclegan/libcyclegan_backend_cuda.so)", or why it cannot run ("cuda: no cuda
+/// backend: libcyclegan_backend_cuda.so is not in ...", "... was refused: it is truncated
+/// or corrupt ..."). The same text as the `cyclegan backends` command.
+///
+/// Follows snprintf: writes at most `len - 1` bytes and a NUL (truncating the text if it
+/// does not fit; nothing when `len` is 0, and then `buf` may be NULL), and returns the
+/// text's full length in bytes without the NUL, so a return value `>= len` means it was
+/// truncated. An unknown backend value gives a text saying so. Thread-safe.
+#[no_mangle]
+pub extern "C" fn cg_backend_describe(backend: cg_backend, buf: *mut c_char, len: usize) -> usize {
+    ffi(0, || {
+        let text = match backend_from(backend) {
+            Ok(b) => b.describe_status(),
+            Err(e) => e.to_string(),
+        };
+        let bytes = text.as_bytes();
+        if !buf.is_null() && len > 0 {
+            let n = bytes.len().min(len - 1);
+            // SAFETY: per the documented contract `buf` is writable for `len` bytes; we
+            // write `n + 1 <= len` of them.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf as *mut u8, n);
+                *buf.add(n) = 0;
+            }
+        }
+        bytes.len()
     })
 }

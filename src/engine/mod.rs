@@ -10,6 +10,7 @@
 
 pub(crate) mod candle;
 pub(crate) mod cpu;
+pub mod dynamic;
 
 use std::fmt::Debug;
 
@@ -169,14 +170,38 @@ pub trait Engine: Send + Sync + Debug {
     fn release_buffers(&self) {}
 }
 
-/// Loads `weights` on the engine that serves `backend`.
+/// Loads `weights` on the engine that serves `backend`: the CPU engine; a GPU backend
+/// library loaded at run time (dynamic.rs); or, in a build with the `cuda` or `metal`
+/// feature (what the backend libraries themselves are built from), the candle engine on
+/// the compiled-in device.
 pub(crate) fn load(weights: &GeneratorWeights, backend: Backend) -> Result<Box<dyn Engine>> {
-    let device = backend.device()?;
-    if device.is_cpu() {
-        Ok(Box::new(cpu::CpuEngine::new(weights)?))
-    } else {
-        Ok(Box::new(candle::CandleEngine::new(weights, device)?))
+    let compiled_in = cfg!(feature = "cuda") || cfg!(feature = "metal");
+    let cpu = || -> Result<Box<dyn Engine>> { Ok(Box::new(cpu::CpuEngine::new(weights)?)) };
+    match backend {
+        Backend::Cpu => cpu(),
+        Backend::Cuda if !cfg!(feature = "cuda") => Ok(Box::new(dynamic::load(weights, "cuda")?)),
+        Backend::Auto if !compiled_in => match dynamic::report("cuda") {
+            Some(r) if r.is_gpu() => Ok(Box::new(dynamic::load(weights, "cuda")?)),
+            _ => cpu(),
+        },
+        _ => {
+            let device = backend.device()?;
+            if device.is_cpu() {
+                cpu()
+            } else {
+                Ok(Box::new(candle::CandleEngine::new(weights, device)?))
+            }
+        }
     }
+}
+
+/// The candle engine for `weights` on `device`: what a backend library serves.
+#[doc(hidden)]
+pub fn candle_engine_on(
+    weights: &GeneratorWeights,
+    device: candle_core::Device,
+) -> Result<Box<dyn Engine>> {
+    Ok(Box::new(candle::CandleEngine::new(weights, device)?))
 }
 
 /// The CPU engine for a candle generator: what tests and benchmarks compare the two with.

@@ -368,6 +368,18 @@ impl GeneratorWeights {
         }
     }
 
+    /// These weights as a safetensors file (with the layout in its metadata): what a
+    /// backend library loads.
+    pub fn to_safetensors_bytes(&self) -> Result<Vec<u8>> {
+        let c = self.config;
+        let metadata = BTreeMap::from([
+            ("layout".to_string(), c.layout.name().to_string()),
+            ("ngf".to_string(), c.ngf.to_string()),
+            ("blocks".to_string(), c.blocks.to_string()),
+        ]);
+        to_safetensors_bytes(&self.tensors, &metadata)
+    }
+
     /// The network on `device` in `dtype`, checking every shape.
     pub fn build(&self, device: &Device, dtype: DType) -> Result<Generator> {
         let config = self.config;
