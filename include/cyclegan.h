@@ -328,13 +328,14 @@ cg_status cg_options_set_backend(cg_options *opts, cg_backend backend);
 cg_status cg_options_set_threads(cg_options *opts, uint32_t threads);
 
 /**
- * Forces tiles of `tile_size` working pixels, at least 160; 0 (the default) lets the
+ * Forces tiles of `tile_size` working pixels, at least 64 (tiles are at least 160 pixels
+ * wide, so smaller values act as 160); 0 (the default) lets the
  * memory plan choose: the whole image in one piece when it fits the memory limit (see
  * `cg_options_set_memory_limit`), otherwise the largest tiles that fit. Tiles overlap and
  * are normalized with whole-image statistics, so they leave no seams; larger tiles are
  * faster and use more memory.
  *
- * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `tile_size` is 1..159.
+ * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `tile_size` is 1..63.
  */
 cg_status cg_options_set_tile_size(cg_options *opts, uint32_t tile_size);
 
@@ -437,8 +438,8 @@ size_t cg_backend_describe(cg_backend backend, char *buf, size_t len);
  * names no shipped style and no file, or if `opts` is not a live options handle; CG_ERR_IO
  * if the file cannot be read (missing, a folder, unreadable); CG_ERR_FORMAT if
  * it is not a valid style; CG_ERR_UNSUPPORTED for checkpoint features this build cannot read;
- * CG_ERR_BACKEND_UNAVAILABLE if the chosen backend is missing; CG_ERR_COMPUTE if the device
- * fails (e.g. runs out of memory).
+ * CG_ERR_BACKEND_UNAVAILABLE if the chosen backend is missing; CG_ERR_OUT_OF_MEMORY if the
+ * weights cannot be allocated; CG_ERR_COMPUTE if the device fails.
  *
  * Thread-safe: any number of models may be loaded concurrently.
  */
@@ -485,7 +486,9 @@ void cg_model_free(cg_model *model);
  * Returns CG_OK; CG_ERR_INVALID_ARGUMENT if `model`, `src` or `dst` is NULL, `model` or
  * `opts` is not a live handle (see `cg_model_free`), an image is malformed (NULL data, zero
  * size, stride too small, a byte span that overflows, unknown format) or the sizes differ;
- * CG_ERR_CANCELLED if `progress` returned false; CG_ERR_COMPUTE if the device fails.
+ * CG_ERR_CANCELLED if `progress` returned false; CG_ERR_OUT_OF_MEMORY if a working buffer
+ * cannot be allocated or the image does not fit the memory limit even in the smallest
+ * tiles (`cg_options_set_memory_limit`); CG_ERR_COMPUTE if the device fails.
  *
  * Thread-safe: concurrent calls may share one model and one options handle (neither is
  * modified), as long as no call writes a buffer another call reads or writes and no thread
@@ -549,9 +552,11 @@ cg_status cg_trainer_new(const char *config_json, const cg_options *opts, cg_tra
 
 /**
  * Trains up to `iterations` more iterations, stopping early at the end of the run; pass
- * UINT64_MAX to train to the end. The checkpoint in the run's `out` folder is written at
- * every multiple of `checkpoint_every` and when the call returns, atomically: killing the
- * process at any moment leaves the previous or the new checkpoint, never a torn one.
+ * UINT64_MAX to train to the end. The run's `out` folder receives the checkpoint and both
+ * styles (`style.safetensors`, content -> style, and `inverse.safetensors`) at every
+ * multiple of `checkpoint_every` and when the call returns, each atomically: killing the
+ * process at any moment leaves the previous or the new file, never a torn one. This is
+ * the loop `cyclegan train` runs, so both leave the same files.
  *
  * `progress` may be NULL; otherwise it is called after every iteration with `user_data` and
  * the fraction of the whole run done, on the calling thread. It must not call `cg_trainer_*`
