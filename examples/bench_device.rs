@@ -14,9 +14,9 @@
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use cyclegan::model::{Generator, Norms};
-use cyclegan::weights::Weights;
+use cyclegan::nn::{Generator, Norms};
 use cyclegan::Backend;
+use cyclegan::Weights;
 
 fn max_diff(a: &Tensor, b: &Tensor) -> cyclegan::Result<f32> {
     let a = a.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;

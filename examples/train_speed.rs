@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
-use cyclegan::model::{GeneratorConfig, Layout};
+use cyclegan::nn::{GeneratorConfig, Layout};
 use cyclegan::train::rng::{Rng, Stream};
 use cyclegan::train::{StepSettings, TrainState};
 use cyclegan::Backend;

@@ -423,7 +423,7 @@ fn child_parity() {
 
     // The whole pipeline through the backend, against the built-in engine.
     let img = gradient_rgb(52, 44);
-    let mut px = cyclegan::Pixels::new(52, 44, 3, cyclegan::pixels::BitDepth::Eight).unwrap();
+    let mut px = cyclegan::Pixels::new(52, 44, 3, cyclegan::BitDepth::Eight).unwrap();
     for (d, s) in px.data.iter_mut().zip(img.as_raw()) {
         *d = *s as f32 / 255.0;
     }

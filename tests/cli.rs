@@ -74,7 +74,7 @@ fn scale_one_output_equals_the_network_within_one_level() {
 
     // The network applied directly (parity-tested against PyTorch in tests/parity.rs) on the
     // same pixels, reflect-padded to 72x52 -> multiples of 4 is a no-op in width.
-    let weights = cyclegan::weights::Weights::read(&fixture("el_ngf8_b9.safetensors")).unwrap();
+    let weights = cyclegan::Weights::read(&fixture("el_ngf8_b9.safetensors")).unwrap();
     let g = weights.generator(&Device::Cpu, DType::F32).unwrap();
     let planar: Vec<f32> = (0..3)
         .flat_map(|c| img.pixels().map(move |p| p[c] as f32 / 127.5 - 1.0))
@@ -358,13 +358,13 @@ fn bad_weights_fail_with_a_named_error() {
     assert_error(&out, "no CycleGAN ResNet generator");
 
     // Right keys, wrong shape: one residual conv with the wrong number of channels.
-    let w = cyclegan::weights::Weights::read(&fixture("el_ngf8_b9.safetensors")).unwrap();
+    let w = cyclegan::Weights::read(&fixture("el_ngf8_b9.safetensors")).unwrap();
     let mut tensors = w.tensors.clone();
     tensors.insert(
         "model.12.block.1.weight".into(),
         Tensor::zeros((32, 16, 3, 3), DType::F32, &Device::Cpu).unwrap(),
     );
-    let bytes = cyclegan::weights::to_safetensors_bytes(&tensors, &Default::default()).unwrap();
+    let bytes = cyclegan::to_safetensors_bytes(&tensors, &Default::default()).unwrap();
     let wrong = t.join("wrong_shape.safetensors");
     std::fs::write(&wrong, bytes).unwrap();
     let out = cyclegan(&["stylize", s(&input), "--model", s(&wrong), "-o", s(&output)]);
@@ -394,11 +394,11 @@ fn damaged_weights_fail_with_clear_errors() {
         assert!(!err.contains("panic"), "{name}: {err}");
         assert!(!output.exists(), "{name}");
     };
-    let w = cyclegan::weights::Weights::read(&fixture("el_ngf8_b9.safetensors")).unwrap();
+    let w = cyclegan::Weights::read(&fixture("el_ngf8_b9.safetensors")).unwrap();
     let with = |key: &str, t: Tensor| {
         let mut tensors = w.tensors.clone();
         tensors.insert(key.into(), t);
-        cyclegan::weights::to_safetensors_bytes(&tensors, &Default::default()).unwrap()
+        cyclegan::to_safetensors_bytes(&tensors, &Default::default()).unwrap()
     };
     let key = "model.12.block.1.weight";
     let shape = w.tensors[key].dims().to_vec();
@@ -470,7 +470,7 @@ fn import_and_info() {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
     // The imported file gives PyTorch's outputs (f16 storage: within f16 rounding).
-    let g = cyclegan::weights::Weights::read(&out_file)
+    let g = cyclegan::Weights::read(&out_file)
         .unwrap()
         .generator(&Device::Cpu, DType::F32)
         .unwrap();

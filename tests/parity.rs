@@ -6,8 +6,8 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use common::{fixture, load_tensors, max_abs_diff, run_engine, shared, Norm};
 use cyclegan::engine::cpu_engine;
-use cyclegan::model::{Discriminator, GeneratorConfig, Layout, Norms};
-use cyclegan::weights::Weights;
+use cyclegan::nn::{Discriminator, GeneratorConfig, Layout, Norms};
+use cyclegan::Weights;
 
 /// Runs every `input_i` of `parity` through the generator in `model` and checks `output_i`,
 /// on candle and on the CPU fast path.
@@ -174,8 +174,8 @@ fn reflection_and_norm_are_differentiable() {
         &Tensor::randn(0f32, 1., (1, 2, 5, 6), &Device::Cpu).unwrap(),
     )
     .unwrap();
-    let y = cyclegan::model::layers::instance_norm2d(
-        &cyclegan::model::layers::reflection_pad2d(x.as_tensor(), 2).unwrap(),
+    let y = cyclegan::nn::layers::instance_norm2d(
+        &cyclegan::nn::layers::reflection_pad2d(x.as_tensor(), 2).unwrap(),
     )
     .unwrap();
     let loss = y.sqr().unwrap().sum_all().unwrap();
@@ -238,7 +238,7 @@ fn fused_pass_matches_reference() {
 
 /// A smooth synthetic photo-like image: gradients, a few discs, some texture.
 fn synthetic_image(w: u32, h: u32) -> cyclegan::Pixels {
-    let mut p = cyclegan::Pixels::new(w, h, 3, cyclegan::pixels::BitDepth::Eight).unwrap();
+    let mut p = cyclegan::Pixels::new(w, h, 3, cyclegan::BitDepth::Eight).unwrap();
     for y in 0..h {
         for x in 0..w {
             let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
@@ -340,8 +340,7 @@ fn tiled_matches_whole_image() {
         max_memory: Some(400 << 20),
         ..whole
     };
-    let plan =
-        |o: &cyclegan::StylizeOptions| cyclegan::pipeline::run_plan(&model, 1024, 768, o).unwrap();
+    let plan = |o: &cyclegan::StylizeOptions| cyclegan::run_plan(&model, 1024, 768, o).unwrap();
     assert_eq!(plan(&whole).tile, None, "8 GiB runs 1024x768 whole");
     assert_eq!(plan(&tiled).tile, Some(512));
     assert_eq!(

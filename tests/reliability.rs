@@ -356,11 +356,7 @@ fn metadata_escapes_are_not_printed_raw() {
         ("name".to_string(), "\u{1b}[2J\nerror: forged".to_string()),
         ("note\u{202e}".to_string(), "ok".to_string()),
     ]);
-    std::fs::write(
-        &f,
-        cyclegan::weights::to_safetensors_bytes(&t, &meta).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&f, cyclegan::to_safetensors_bytes(&t, &meta).unwrap()).unwrap();
     let (code, stdout, err) = cli(600, &["info", p(&f)]);
     assert_eq!(code, 0, "{err}");
     assert!(

@@ -3,8 +3,8 @@
 
 mod common;
 
-use cyclegan::pixels::{BitDepth, Pixels};
 use cyclegan::{stylize, Backend, Error, Model, Scale, StylizeOptions};
+use cyclegan::{BitDepth, Pixels};
 
 fn small_model() -> Model {
     let p = common::fixture("el_ngf8_b9.safetensors");
@@ -55,7 +55,7 @@ fn native(tile: Option<u32>) -> StylizeOptions {
 fn tiled_matches_whole_image_within_one_level() {
     let model = small_model();
     let img = picture(400, 300, 3);
-    let plan = |o: &StylizeOptions| cyclegan::pipeline::run_plan(&model, 400, 300, o).unwrap();
+    let plan = |o: &StylizeOptions| cyclegan::run_plan(&model, 400, 300, o).unwrap();
     assert_eq!(
         plan(&native(None)).tile,
         None,
@@ -187,7 +187,7 @@ fn large_image_tiles_without_seams() {
         max_memory: Some(128 << 20),
         ..native(Some(512))
     };
-    let plan = cyclegan::pipeline::run_plan(&model, 1300, 1000, &opts).unwrap();
+    let plan = cyclegan::run_plan(&model, 1300, 1000, &opts).unwrap();
     assert!(plan.stats_scale < 1.0, "{plan:?}");
     let out = stylize(&model, &img, &opts, &mut |_| true).unwrap();
     let w = out.width as usize;

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cyclegan::io::write_image;
-use cyclegan::model::{GeneratorConfig, Layout};
-use cyclegan::pixels::{BitDepth, Pixels};
+use cyclegan::nn::{GeneratorConfig, Layout};
 use cyclegan::train::{Length, TrainConfig};
 use cyclegan::{stylize, Backend, Error, Model, StylizeOptions, Trainer};
+use cyclegan::{BitDepth, Pixels};
 
 /// A fresh folder under the system temp dir, removed on drop.
 struct TempDir(PathBuf);

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use common::{fixture, load_tensors};
-use cyclegan::model::{GeneratorConfig, Layout};
+use cyclegan::nn::{GeneratorConfig, Layout};
 use cyclegan::train::adam::AdamParams;
 use cyclegan::train::rng::{Rng, Stream};
 use cyclegan::train::{StepSettings, TrainState};

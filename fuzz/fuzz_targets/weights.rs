@@ -4,7 +4,7 @@
 
 #![no_main]
 
-use cyclegan::weights::Weights;
+use cyclegan::Weights;
 use cyclegan::{Backend, Model};
 use libfuzzer_sys::fuzz_target;
 

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cyclegan::io::{read_image, write_image_with_quality, DecodeLimits};
-use cyclegan::weights::{save_style, Weights};
+use cyclegan::{save_style, Weights};
 use cyclegan::{stylize, Backend, Model, StylizeOptions};
 
 #[path = "backends_cmd.rs"]
@@ -202,7 +202,7 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         max_memory: a
             .max_memory
             .as_deref()
-            .map(cyclegan::pipeline::parse_size)
+            .map(cyclegan::parse_memory_size)
             .transpose()
             .map_err(|e| format!("--max-memory: {e}"))?,
         detail: a.detail,
@@ -378,7 +378,7 @@ fn run_info(file: &str) -> Result<ExitCode, String> {
     let weights = if Path::new(file).exists() {
         Weights::read(Path::new(file)).map_err(|e| e.to_string())?
     } else {
-        cyclegan::style::shipped_weights(file)
+        cyclegan::shipped_weights(file)
             .ok_or_else(|| format!("{file}: no such file or shipped style"))?
             .map_err(|e| e.to_string())?
     };

@@ -150,15 +150,13 @@ pub fn parse_scale(s: &str) -> Result<cyclegan::Scale, String> {
 /// its canonical name; an existing file passes through; anything else is an error listing
 /// the shipped styles.
 pub fn resolve_style(name: &str) -> Result<String, String> {
-    if let Some(canonical) =
-        cyclegan::style::shipped_styles().find(|s| s.eq_ignore_ascii_case(name))
-    {
+    if let Some(canonical) = cyclegan::shipped_styles().find(|s| s.eq_ignore_ascii_case(name)) {
         return Ok(canonical.to_owned());
     }
     if Path::new(name).is_file() {
         return Ok(name.to_owned());
     }
-    let known: Vec<&str> = cyclegan::style::shipped_styles().collect();
+    let known: Vec<&str> = cyclegan::shipped_styles().collect();
     Err(format!(
         "unknown style {name:?}; the shipped styles are: {} (`cyclegan styles` lists them; \
          use --model FILE for a style file)",
@@ -228,8 +226,8 @@ pub fn check_output(inputs: &[PathBuf], output: &Path) -> Result<(), String> {
 
 /// `cyclegan styles`: the shipped styles, one a line (or a JSON array).
 pub fn print_styles(json: bool) {
-    let styles: Vec<(&str, &str)> = cyclegan::style::shipped_styles()
-        .map(|n| (n, cyclegan::style::style_label(n).unwrap_or("")))
+    let styles: Vec<(&str, &str)> = cyclegan::shipped_styles()
+        .map(|n| (n, cyclegan::style_label(n).unwrap_or("")))
         .collect();
     if json {
         let list: Vec<_> = styles

@@ -3,8 +3,8 @@
 //!
 //! Conventions every function here keeps, so a C caller can rely on them without reading
 //! each declaration:
-//! - Panics never cross the boundary: each function body runs inside [`ffi`] (or
-//!   [`ffi_status`]), which turns a panic into `CG_ERR_PANIC` or a documented fallback value.
+//! - Panics never cross the boundary: each function body runs inside `ffi` (or
+//!   `ffi_status`), which turns a panic into `CG_ERR_PANIC` or a documented fallback value.
 //! - Every function returning `cg_status` records a thread-local message on failure and clears
 //!   it on success, so `cg_last_error_message()` always describes the latest such call.
 //! - Enum-like parameters (`cg_status`, `cg_backend`, `cg_pixel_format`) cross the boundary as
@@ -13,11 +13,11 @@
 //! - Out-params are set to NULL on entry and written only on success.
 //!
 //! Adding a function: put it in the file named for its
-//! noun, wrap the body in [`ffi_status`], take caller structs with [`non_null`] and out-params
-//! with [`clear_out`], document statuses and ownership, then run
+//! noun, wrap the body in `ffi_status`, take caller structs with `non_null` and out-params
+//! with `clear_out`, document statuses and ownership, then run
 //! `scripts/check-header.sh --update`. A new opaque handle type gets a `tag: u64` field and
-//! implements [`Handle`]: create it with [`new_handle`], borrow it with [`live`] or
-//! [`live_mut`] and release it with [`free_handle`], so a freed handle is caught in most cases.
+//! implements `Handle`: create it with `new_handle`, borrow it with `live` or
+//! `live_mut` and release it with `free_handle`, so a freed handle is caught in most cases.
 // C names (`cg_status`) are the ABI. The exported functions take raw pointers without being
 // `unsafe fn`: their callers are C code, for which `unsafe` means nothing, and each pointer's
 // contract is stated in the header; Rust code uses the Rust API instead.
@@ -45,7 +45,7 @@ pub mod style;
 
 pub mod train;
 
-mod pool;
+mod threads;
 
 pub use image::{cg_image, cg_pixel_format};
 pub use model::cg_model;

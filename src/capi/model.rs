@@ -5,7 +5,7 @@ use std::ffi::{c_char, CStr};
 
 use crate::device::Backend;
 use crate::error::{Error, Result};
-use crate::style::Model;
+use crate::model::Model;
 
 use super::{
     clear_out, ffi, ffi_status, free_handle, live, new_handle, options::cg_options,

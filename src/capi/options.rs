@@ -7,7 +7,7 @@ use crate::device::Backend;
 use crate::error::{Error, Result};
 use crate::pipeline::{Scale, StylizeOptions};
 
-use super::pool::ThreadLimit;
+use super::threads::ThreadLimit;
 use super::{
     clear_out, ffi, ffi_status, free_handle, live, live_mut, new_handle, status::cg_status, Handle,
 };

@@ -4,7 +4,7 @@
 use std::ffi::{c_char, CString};
 use std::sync::OnceLock;
 
-use crate::style::{shipped_styles, style_label};
+use crate::styles::{shipped_styles, style_label};
 
 use super::ffi;
 

@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::train::{session, RunSettings, RunSummary, StepLosses, Trainer};
 
 use super::options::cg_options;
-use super::pool::ThreadLimit;
 use super::stylize::cg_progress_fn;
+use super::threads::ThreadLimit;
 use super::{
     clear_out, ffi, ffi_status, free_handle, live, live_mut, new_handle, status::cg_status, Handle,
 };

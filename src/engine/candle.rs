@@ -7,9 +7,9 @@ use candle_core::{DType, Device, Tensor};
 use super::{check_input, Engine, LayerProgress, NormStat, Precision, Stats};
 use crate::device::compute_dtype;
 use crate::error::{Error, Result};
-use crate::model::generator::CANCELLED;
-use crate::model::layers::NormStats;
-use crate::model::{Generator, GeneratorConfig, Norms};
+use crate::nn::generator::CANCELLED;
+use crate::nn::layers::NormStats;
+use crate::nn::{Generator, GeneratorConfig, Norms};
 use crate::weights::GeneratorWeights;
 
 /// Bytes per working pixel and first-layer filter that candle's forward pass allocates at

@@ -29,7 +29,7 @@ use cyclegan_backend_api::{
 
 use super::{check_input, Engine, LayerProgress, NormStat, Precision, Stats};
 use crate::error::{Error, Result};
-use crate::model::GeneratorConfig;
+use crate::nn::GeneratorConfig;
 use crate::weights::GeneratorWeights;
 
 /// The backends this build knows how to look for.

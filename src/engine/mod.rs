@@ -16,7 +16,7 @@ use std::fmt::Debug;
 
 use crate::device::Backend;
 use crate::error::{Error, Result};
-use crate::model::GeneratorConfig;
+use crate::nn::GeneratorConfig;
 use crate::weights::GeneratorWeights;
 
 /// Per-channel statistics of one instance norm: mean and biased variance.
@@ -206,13 +206,13 @@ pub fn candle_engine_on(
 
 /// The CPU engine for a candle generator: what tests and benchmarks compare the two with.
 #[doc(hidden)]
-pub fn cpu_engine(generator: &crate::model::Generator) -> Result<Box<dyn Engine>> {
+pub fn cpu_engine(generator: &crate::nn::Generator) -> Result<Box<dyn Engine>> {
     Ok(Box::new(cpu::CpuEngine::from_generator(generator)?))
 }
 
 /// The candle engine on the CPU for a candle generator: the reference.
 #[doc(hidden)]
-pub fn candle_engine(generator: &crate::model::Generator) -> Result<Box<dyn Engine>> {
+pub fn candle_engine(generator: &crate::nn::Generator) -> Result<Box<dyn Engine>> {
     Ok(Box::new(candle::CandleEngine::from_generator(
         generator.clone(),
         candle_core::Device::Cpu,

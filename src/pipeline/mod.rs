@@ -9,8 +9,8 @@ pub(crate) mod tiles;
 
 use crate::engine::{Engine, NormStat, Precision, Stats};
 use crate::error::{Error, Result};
+use crate::model::Model;
 use crate::pixels::Pixels;
-use crate::style::Model;
 
 pub use self::plan::{default_budget, parse_size, DEFAULT_MAX_MEMORY, MIN_MEMORY};
 use self::plan::{Fixed, Plan};
@@ -29,7 +29,7 @@ pub const MIN_TILE_OVERRIDE: u32 = 64;
 /// Working resolution.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Scale {
-    /// Long side [`AUTO_WORKING_SIDE`], or native if the image is smaller.
+    /// Long side `AUTO_WORKING_SIDE` (384), or native if the image is smaller.
     Auto,
     /// A fraction of the input size: 1 is native, 0.5 halves each side.
     Fraction(f32),

@@ -12,8 +12,8 @@
 pub mod adam;
 pub mod checkpoint;
 pub mod data;
+pub mod history;
 pub mod losses;
-pub mod pool;
 pub mod rng;
 pub mod schedule;
 pub mod session;
@@ -30,7 +30,7 @@ pub use state::{StepSettings, TrainState};
 pub use trainer::{Progress, RunSummary, Trainer};
 
 use crate::error::{Error, Result};
-use crate::model::{GeneratorConfig, Layout};
+use crate::nn::{GeneratorConfig, Layout};
 
 /// How long a run is: whole epochs (passes over the larger folder) as the seed counts,
 /// or a number of iterations, which is easier to budget on a given machine.

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::{checkpoint, Length, TrainConfig, Trainer};
 use crate::device::Backend;
 use crate::error::{Error, Result};
-use crate::model::GeneratorConfig;
+use crate::nn::GeneratorConfig;
 use crate::weights::Weights;
 
 /// Checkpoint interval when none is given: often enough that an interrupted run loses

@@ -8,11 +8,11 @@ use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
 use super::adam::{Adam, AdamParams};
+use super::history::ImagePool;
 use super::losses::{l1, mse_to, scalar, StepLosses};
-use super::pool::ImagePool;
 use super::rng::{Rng, Stream};
 use crate::error::{Error, Result};
-use crate::model::{Discriminator, Generator, GeneratorConfig};
+use crate::nn::{Discriminator, Generator, GeneratorConfig};
 
 /// Loss weights, optimiser and pool settings of the step.
 #[derive(Debug, Clone, Copy, PartialEq)]

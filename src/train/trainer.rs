@@ -359,8 +359,8 @@ impl Trainer {
             ),
         );
         let arch = match c.generator.layout {
-            crate::model::Layout::Seed => format!("seed-resnet{}-upsample", c.generator.blocks),
-            crate::model::Layout::Official => {
+            crate::nn::Layout::Seed => format!("seed-resnet{}-upsample", c.generator.blocks),
+            crate::nn::Layout::Official => {
                 format!("official-resnet{}-convtranspose", c.generator.blocks)
             }
         };

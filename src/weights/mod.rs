@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{escape_text, Error, Result};
-use crate::model::{Generator, GeneratorConfig, Layout};
+use crate::nn::{Generator, GeneratorConfig, Layout};
 
 /// Where a set of weights came from; `info` prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -170,7 +170,7 @@ extern "C" fn load(
             ));
         }
         let device = device().map_err(|why| BackendError::new(ErrorKind::Unavailable, why))?;
-        let source = cyclegan::weights::Weights::from_bytes(weights.as_slice())
+        let source = cyclegan::Weights::from_bytes(weights.as_slice())
             .and_then(|w| w.generator_weights())
             .map_err(to_abi)?;
         let engine = cyclegan::engine::candle_engine_on(&source, device.clone()).map_err(to_abi)?;

@@ -28,9 +28,9 @@ use self::matmul::matmul;
 use self::planes::Planes;
 use super::{check_input, Engine, LayerProgress, NormStat, Precision, Stats, StatsCursor};
 use crate::error::{Error, Result};
-use crate::model::conv::{Conv, ConvKind};
-use crate::model::layers::EPS;
-use crate::model::{Generator, GeneratorConfig, Layout};
+use crate::nn::conv::{Conv, ConvKind};
+use crate::nn::layers::EPS;
+use crate::nn::{Generator, GeneratorConfig, Layout};
 use crate::weights::GeneratorWeights;
 
 /// Output rows per work item of a convolution: small enough that a band's output stays in

@@ -1,6 +1,6 @@
 //! A padded NHWC activation buffer, reused from layer to layer.
 
-use crate::model::layers::reflect_index;
+use crate::nn::layers::reflect_index;
 
 /// Pixels of zeros after the last row: a convolution computes whole padded-width rows, so
 /// the junk columns of its last output row read up to `k - 1` pixels past the buffer's end.

@@ -35,17 +35,6 @@ pub enum RawDtype {
     I64,
 }
 
-impl RawDtype {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            RawDtype::F16 | RawDtype::BF16 => 2,
-            RawDtype::F32 => 4,
-            RawDtype::F64 | RawDtype::I64 => 8,
-        }
-    }
-}
-
 /// One tensor as stored, already made contiguous (row-major), little-endian bytes.
 #[derive(Debug, Clone)]
 pub struct RawTensor {

@@ -1,5 +1,6 @@
-//! Styles: the shipped ones (embedded in the library, so every door — CLI, C ABI, plugins —
-//! finds them without set-up) and style files given by path.
+//! A loaded style: the [`Model`] every door stylizes with. It holds the weights as stored
+//! and the engine the chosen backend loaded them into; nothing here knows which backend
+//! that is.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,31 +11,9 @@ use candle_core::{DType, Device};
 use crate::device::Backend;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::model::{Generator, GeneratorConfig};
+use crate::nn::{Generator, GeneratorConfig};
+use crate::styles::{shipped_bytes, shipped_styles};
 use crate::weights::{GeneratorWeights, Weights};
-
-/// Shipped styles: name, menu label, weights.
-const SHIPPED: &[(&str, &str, &[u8])] = &[(
-    "monet",
-    "Monet style",
-    include_bytes!("../models/monet.safetensors"),
-)];
-
-/// The style used when none is named.
-pub const DEFAULT_STYLE: &str = "monet";
-
-/// Names of the shipped styles, for menus.
-pub fn shipped_styles() -> impl Iterator<Item = &'static str> {
-    SHIPPED.iter().map(|(n, _, _)| *n)
-}
-
-/// Human label of a shipped style ("Monet style").
-pub fn style_label(name: &str) -> Option<&'static str> {
-    SHIPPED
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, l, _)| *l)
-}
 
 /// A loaded generator, ready to stylize. Immutable once loaded, so one model may serve
 /// many threads at once.
@@ -112,17 +91,4 @@ impl Model {
     pub fn metadata(&self) -> &BTreeMap<String, String> {
         &self.metadata
     }
-}
-
-/// The weights of a shipped style, by name in any case.
-fn shipped_bytes(name: &str) -> Option<&'static [u8]> {
-    SHIPPED
-        .iter()
-        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, _, b)| *b)
-}
-
-/// The parsed weights of a shipped style, for `info`.
-pub fn shipped_weights(name: &str) -> Option<crate::Result<Weights>> {
-    shipped_bytes(name).map(Weights::from_bytes)
 }

@@ -381,7 +381,7 @@ impl CustomOp3 for NormAct {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::layers::{instance_stats, normalize, reflection_pad2d};
+    use crate::nn::layers::{instance_stats, normalize, reflection_pad2d};
     use candle_core::Device;
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
