@@ -14,6 +14,11 @@ pub const DEFAULT_MAX_MEMORY: u64 = 2 << 30;
 /// model does not fit, and every call would fail.
 pub const MIN_MEMORY: u64 = 128 << 20;
 
+/// The largest statistics pass when tiling (when the whole image does not fit): a copy
+/// scaled to about a megapixel costs a twentieth of a 24-megapixel image's tiles, which
+/// keeps tiling within 1.25x the whole-image time per pixel (issue #14).
+pub const STATS_MAX_PIXELS: f64 = 1024.0 * 1024.0;
+
 /// What a process needs besides the pipeline's own buffers and the engine: its code, the
 /// allocator's slack, the codecs' buffers around the call. Counted against every budget so
 /// that a process's peak, not only the call's, stays within it.
@@ -86,8 +91,11 @@ pub(crate) fn plan(
         if fits(pw, ph) {
             return 1.0;
         }
-        // The largest copy of the image that fits: memory grows with the pixel count.
-        let mut f = (avail_px / (pw * ph) as f64).sqrt().min(1.0);
+        // The largest copy of the image that fits, up to STATS_MAX_PIXELS: memory grows
+        // with the pixel count.
+        let mut f = (avail_px.min(STATS_MAX_PIXELS) / (pw * ph) as f64)
+            .sqrt()
+            .min(1.0);
         while f > 0.01 && !fits(scaled(pw, f), scaled(ph, f)) {
             f *= 0.95;
         }
