@@ -47,7 +47,7 @@ ModuleExport size_t cycleganImage (Image **images, const int argc, const char **
 /* Why a call failed: a reason and the argument or file it concerns. */
 typedef struct
 {
-  char reason[1024];
+  char reason[CG_PLUGIN_ERROR_MAX + 16];
   char detail[PATH_MAX + 64];
 } Failure;
 
