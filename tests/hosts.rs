@@ -175,8 +175,14 @@ fn gradient_rgba(w: u32, h: u32) -> image::RgbaImage {
 /// The CLI's output for `input` with the shared settings (`model`: a style file, or None
 /// for the shipped Monet style).
 fn cli_reference(input: &Path, output: &Path, model: Option<&str>) {
+    cli_reference_with(input, output, model, &[]);
+}
+
+/// `cli_reference` with more CLI arguments (e.g. `--max-memory 300M`).
+fn cli_reference_with(input: &Path, output: &Path, model: Option<&str>, extra: &[&str]) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cyclegan"));
     cmd.args(["stylize", s(input), "-o", s(output)]);
+    cmd.args(extra);
     cmd.args(["--strength", STRENGTH, "--scale", SCALE]);
     match model {
         Some(m) => cmd.args(["--model", m]),
@@ -307,6 +313,52 @@ fn gegl_operation_bad_style_warns_and_passes_the_input_through() {
     }
 }
 
+/// The library's messages for a memory limit below its minimum and an unknown device name:
+/// the plug-ins hand these values to libcyclegan instead of checking them themselves.
+const BELOW_MINIMUM: &str = "is below the minimum of";
+const UNKNOWN_DEVICE: &str = "unknown device \"abacus\": use auto, cpu, cuda or metal";
+
+#[test]
+fn gegl_operation_max_memory_and_device_names_reach_the_library() {
+    let Some(gegl) = gegl() else { return };
+    let t = TempDir::new("hosts-gegl-mem");
+    let input = t.join("in.png");
+    gradient_rgb(72, 52).save(&input).unwrap();
+    let model = small_model();
+    let want = t.join("cli.png");
+    cli_reference_with(&input, &want, Some(&model), &["--max-memory", "300M"]);
+
+    let style = format!("style={model}");
+    let strength = format!("strength={STRENGTH}");
+    let scale = format!("scale={SCALE}");
+    // A normal limit, and a device name only the library knows ("gpu"), in any case.
+    let got = t.join("gegl.png");
+    let out = gegl.run(
+        &input,
+        &got,
+        &[&style, &strength, &scale, "max-memory=300M", "device=CPU"],
+    );
+    assert!(out.status.success(), "gegl: {}", stderr(&out));
+    assert!(!stderr(&out).contains("cyclegan:stylize"), "{}", stderr(&out));
+    assert_same_within_one_level(&got, &want);
+
+    for (prop, message) in [
+        ("max-memory=1M", BELOW_MINIMUM),
+        ("max-memory=lots", "max-memory=lots: needs a memory size"),
+        ("device=abacus", UNKNOWN_DEVICE),
+    ] {
+        let got = t.join("bad.png");
+        let out = gegl.run(&input, &got, &[&style, prop]);
+        let err = stderr(&out);
+        assert!(
+            err.contains("cyclegan:stylize") && err.contains(message),
+            "{prop}: no \"{message}\" in: {err}"
+        );
+        let (colour, alpha) = worst_difference(&got, &input);
+        assert!(colour == 0 && alpha == 0, "{prop}: the input was not passed through");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // ImageMagick
 
@@ -383,6 +435,35 @@ fn imagemagick_filter_matches_the_cli() {
         let out = im.convert(input, &process_args(Some(&model)), &got);
         assert!(out.status.success(), "convert: {}", stderr(&out));
         assert_same_within_one_level(&got, &want);
+    }
+}
+
+#[test]
+fn imagemagick_max_memory_and_device_names_reach_the_library() {
+    let Some(im) = magick() else { return };
+    let t = TempDir::new("hosts-im-mem");
+    let model = small_model();
+    let input = t.join("in.png");
+    gradient_rgb(72, 52).save(&input).unwrap();
+    let want = t.join("cli.png");
+    cli_reference_with(&input, &want, Some(&model), &["--max-memory", "300M"]);
+    let got = t.join("im.png");
+    let args = format!("{} max-memory=300M device=Cpu", process_args(Some(&model)));
+    let out = im.convert(&input, &args, &got);
+    assert!(out.status.success(), "convert: {}", stderr(&out));
+    assert_same_within_one_level(&got, &want);
+
+    for (arg, message) in [
+        ("max-memory=1M", BELOW_MINIMUM),
+        ("max-memory=2X", "max-memory=2X: needs a memory size"),
+        ("device=abacus", UNKNOWN_DEVICE),
+    ] {
+        let output = t.join("out.png");
+        let out = im.convert(&input, &format!("cyclegan style={model} {arg}"), &output);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{arg}: convert succeeded");
+        assert!(err.contains(message), "{arg}: no \"{message}\" in: {err}");
+        assert!(!output.exists(), "{arg}: convert wrote an output");
     }
 }
 

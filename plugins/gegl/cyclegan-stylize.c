@@ -5,12 +5,13 @@
  * A thin adapter: it reads the input region as non-linear 16-bit RGBA ("R'G'B'A u16": the
  * encoding pixels have in a file, so the result matches the cyclegan CLI; 16 bits keep
  * high-bit-depth images smooth and convert 8-bit ones exactly), hands it to
- * cg_model_stylize and writes the result. The model is loaded once per op instance and
- * reused while the style and device stay the same. Any failure is a GEGL warning
+ * cg_model_stylize and writes the result. The properties become cg_options through the
+ * shared glue in plugins/common/cg_plugin.c (which also keeps the loaded model, per
+ * process, while the style and device stay the same). Any failure is a GEGL warning
  * (g_warning) and leaves the input unchanged.
  *
- * Build: see install.sh (gcc -shared -fPIC -I. ... $(pkg-config --cflags --libs gegl-0.4)
- * -lcyclegan, rpath $ORIGIN).
+ * Build: see install.sh (gcc -shared -fPIC -I. ... cyclegan-stylize.c ../common/cg_plugin.c
+ * $(pkg-config --cflags --libs gegl-0.4) -lcyclegan, rpath $ORIGIN).
  */
 
 #ifdef GEGL_PROPERTIES
@@ -34,7 +35,11 @@ property_double (detail, "Detail", 0.5)
   value_range (0.0, 4.0)
 
 property_string (device, "Device", "auto")
-  description ("Compute device: auto, cpu, cuda or metal")
+  description ("Compute device: auto, cpu, cuda (or gpu) or metal")
+
+property_string (max_memory, "Maximum memory", "")
+  description ("Memory one run may use, e.g. 1500M or 2G (no unit = bytes); "
+               "empty or 0 = automatic (the smaller of 2 GiB and half the free memory)")
 
 #else
 
@@ -53,99 +58,7 @@ property_string (device, "Device", "auto")
 #include <string.h>
 
 #include "cyclegan.h"
-
-/* What the op keeps between calls: the loaded model and what it was loaded with. */
-typedef struct
-{
-  GMutex    lock;
-  gchar    *style;
-  gchar    *device;
-  cg_model *model;
-} Cache;
-
-/* The op instance's cache, created on first use (safely, should two threads process). */
-static Cache *
-cache_get (GeglProperties *o)
-{
-  if (g_once_init_enter (&o->user_data))
-    {
-      Cache *cache = g_new0 (Cache, 1);
-
-      g_mutex_init (&cache->lock);
-      g_once_init_leave (&o->user_data, cache);
-    }
-  return o->user_data;
-}
-
-static void
-cache_clear (Cache *cache)
-{
-  cg_model_free (cache->model);
-  cache->model = NULL;
-  g_clear_pointer (&cache->style, g_free);
-  g_clear_pointer (&cache->device, g_free);
-}
-
-static gboolean
-parse_device (const gchar *name, cg_backend *out)
-{
-  if (name == NULL || name[0] == '\0' || g_ascii_strcasecmp (name, "auto") == 0)
-    *out = CG_BACKEND_AUTO;
-  else if (g_ascii_strcasecmp (name, "cpu") == 0)
-    *out = CG_BACKEND_CPU;
-  else if (g_ascii_strcasecmp (name, "cuda") == 0)
-    *out = CG_BACKEND_CUDA;
-  else if (g_ascii_strcasecmp (name, "metal") == 0)
-    *out = CG_BACKEND_METAL;
-  else
-    return FALSE;
-  return TRUE;
-}
-
-/* The model for the current style and device, loading it if they changed. Call with the
- * cache locked. Returns NULL after a g_warning. */
-static const cg_model *
-cache_model (Cache *cache, const gchar *style, const gchar *device)
-{
-  cg_backend  backend;
-  cg_options *opts = NULL;
-  cg_model   *model = NULL;
-  cg_status   st;
-
-  if (cache->model != NULL &&
-      g_strcmp0 (cache->style, style) == 0 &&
-      g_strcmp0 (cache->device, device) == 0)
-    return cache->model;
-
-  cache_clear (cache);
-  if (style == NULL || style[0] == '\0')
-    {
-      g_warning ("cyclegan:stylize: no style given (e.g. style=monet)");
-      return NULL;
-    }
-  if (!parse_device (device, &backend))
-    {
-      g_warning ("cyclegan:stylize: unknown device \"%s\" (use auto, cpu, cuda or metal)",
-                 device);
-      return NULL;
-    }
-  st = cg_options_new (&opts);
-  if (st == CG_OK)
-    st = cg_options_set_backend (opts, backend);
-  if (st == CG_OK)
-    st = cg_model_load (style, opts, &model);
-  if (st != CG_OK)
-    g_warning ("cyclegan:stylize: cannot load style \"%s\": %s", style,
-               cg_last_error_message ());
-  cg_options_free (opts);
-  if (model == NULL)
-    return NULL;
-
-  cache->model  = model;
-  cache->style  = g_strdup (style);
-  cache->device = g_strdup (device);
-  return model;
-}
+#include "cg_plugin.h"
 
 static bool
 report_progress (void *user_data, float fraction)
@@ -198,6 +111,20 @@ get_cached_region (GeglOperation       *operation,
   return *GEGL_RECTANGLE (0, 0, 0, 0);
 }
 
+/* The properties as settings; FALSE after writing `err`. */
+static gboolean
+read_settings (GeglProperties *o, cg_plugin_settings *s, gchar *err, gsize err_len)
+{
+  return cg_plugin_settings_init (s, err, err_len) &&
+         (o->style == NULL || o->style[0] == '\0' ||
+          cg_plugin_set (s, "style", o->style, err, err_len) == 1) &&
+         cg_plugin_set_number (s, "strength", o->strength, err, err_len) == 1 &&
+         cg_plugin_set_number (s, "scale", o->scale, err, err_len) == 1 &&
+         cg_plugin_set_number (s, "detail", o->detail, err, err_len) == 1 &&
+         cg_plugin_set (s, "device", o->device, err, err_len) == 1 &&
+         cg_plugin_set (s, "max-memory", o->max_memory, err, err_len) == 1;
+}
+
 /* Runs the model over `pixels` (width x height RGBA, 16 bits per sample) in place. */
 static gboolean
 stylize_pixels (GeglOperation *operation,
@@ -206,12 +133,11 @@ stylize_pixels (GeglOperation *operation,
                 gint width,
                 gint height)
 {
-  Cache          *cache = cache_get (o);
-  const cg_model *model;
-  cg_options     *opts = NULL;
-  cg_image        image;
-  cg_status       st;
-  gboolean        ok = FALSE;
+  cg_plugin_settings settings;
+  const cg_model    *model;
+  cg_image           image;
+  gchar              err[CG_PLUGIN_ERROR_MAX];
+  gboolean           ok = FALSE;
 
   image.data   = (uint8_t *) pixels;
   image.width  = (uint32_t) width;
@@ -219,26 +145,20 @@ stylize_pixels (GeglOperation *operation,
   image.stride = (size_t) width * 4 * sizeof (guint16);
   image.format = CG_PIXEL_FORMAT_RGBA16;
 
-  g_mutex_lock (&cache->lock);
-  model = cache_model (cache, o->style, o->device);
-  if (model != NULL)
+  if (!read_settings (o, &settings, err, sizeof err))
+    g_warning ("cyclegan:stylize: %s", err);
+  else if ((model = cg_plugin_cache_acquire (&settings, err, sizeof err)) == NULL)
+    g_warning ("cyclegan:stylize: %s", err);
+  else
     {
-      st = cg_options_new (&opts);
-      if (st == CG_OK)
-        st = cg_options_set_strength (opts, (float) o->strength);
-      if (st == CG_OK)
-        st = cg_options_set_scale (opts, (float) o->scale);
-      if (st == CG_OK)
-        st = cg_options_set_detail (opts, (float) o->detail);
-      if (st == CG_OK)
-        st = cg_model_stylize (model, &image, &image, opts, report_progress, operation);
-      if (st == CG_OK)
+      if (cg_model_stylize (model, &image, &image, settings.opts, report_progress,
+                            operation) == CG_OK)
         ok = TRUE;
       else
         g_warning ("cyclegan:stylize: %s", cg_last_error_message ());
-      cg_options_free (opts);
+      cg_plugin_cache_release ();
     }
-  g_mutex_unlock (&cache->lock);
+  cg_plugin_settings_clear (&settings);
   return ok;
 }
 
@@ -291,30 +211,11 @@ process (GeglOperation       *operation,
 }
 
 static void
-finalize (GObject *object)
-{
-  GeglProperties *o = GEGL_PROPERTIES (object);
-
-  if (o->user_data != NULL)
-    {
-      Cache *cache = o->user_data;
-
-      cache_clear (cache);
-      g_mutex_clear (&cache->lock);
-      g_free (cache);
-      o->user_data = NULL;
-    }
-  G_OBJECT_CLASS (gegl_op_parent_class)->finalize (object);
-}
-
-static void
 gegl_op_class_init (GeglOpClass *klass)
 {
-  GObjectClass             *object_class    = G_OBJECT_CLASS (klass);
   GeglOperationClass       *operation_class = GEGL_OPERATION_CLASS (klass);
   GeglOperationFilterClass *filter_class    = GEGL_OPERATION_FILTER_CLASS (klass);
 
-  object_class->finalize                   = finalize;
   operation_class->prepare                 = prepare;
   operation_class->get_required_for_output = get_required_for_output;
   operation_class->get_cached_region       = get_cached_region;

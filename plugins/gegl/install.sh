@@ -10,6 +10,7 @@
 # operation module and would complain about it at every start.)
 set -eu
 
+. "$(dirname "$0")/../common/install-common.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 lib="$root/target/release/libcyclegan.so"
@@ -37,36 +38,19 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if [ ! -f "$lib" ]; then
-  echo "install.sh: $lib not found; build it first: cargo build --release" >&2
-  exit 1
-fi
 if ! pkg-config --exists gegl-0.4; then
   echo "install.sh: the GEGL headers are missing (Debian: apt-get install gegl libgegl-dev libbabl-dev)" >&2
   exit 1
 fi
 
-mkdir -p "$dest"
-libdir=$(cd "$(dirname "$lib")" && pwd)
-libname=$(basename "$lib")
-if [ "$in_place" = yes ]; then
-  link_dir=$libdir
-  link_name=$libname
-  rpath=$libdir
-else
-  cp "$lib" "$dest/libcyclegan.so.0.tmp"
-  mv -f "$dest/libcyclegan.so.0.tmp" "$dest/libcyclegan.so.0"
-  link_dir=$dest
-  link_name=libcyclegan.so.0
-  rpath='$ORIGIN'
-fi
+cg_place_library "$lib" "$dest" "$in_place"
 
 # shellcheck disable=SC2086 # CFLAGS and pkg-config output are word lists
 ${CC:-cc} -std=gnu11 ${CFLAGS:--O2 -Wall -Wextra} -shared -fPIC \
-  -I"$here" -I"$root/include" \
-  -o "$dest/cyclegan-stylize.so.tmp" "$here/cyclegan-stylize.c" \
+  -I"$here" -I"$root/include" -I"$cg_common_dir" \
+  -o "$dest/cyclegan-stylize.so.tmp" "$here/cyclegan-stylize.c" "$cg_common_dir/cg_plugin.c" \
   $(pkg-config --cflags --libs gegl-0.4) \
-  -L"$link_dir" -l:"$link_name" -Wl,-rpath,"$rpath"
+  -L"$link_dir" -l:"$link_name" -Wl,-rpath,"$rpath" -lpthread
 mv -f "$dest/cyclegan-stylize.so.tmp" "$dest/cyclegan-stylize.so"
 
 echo "installed $dest/cyclegan-stylize.so"

@@ -12,10 +12,6 @@
 
 #include "cg_gimp_common.h"
 
-/* The engine's automatic working resolution (long side), as documented at
- * cg_options_set_scale; the preview never computes at more than this. */
-/* The library's automatic working size (long side), for the preview's note. */
-#define CG_GIMP_AUTO_SIDE 384
 /* The preview paints at most this long a side, so it stays quick. */
 #define CG_GIMP_PREVIEW_MAX_SIDE 512
 #define CG_GIMP_PREVIEW_SIDE 256
@@ -39,6 +35,7 @@ cg_gimp_values_init (CgGimpValues *values)
   values->strength = 1.0;
   values->scale    = 0.0;
   values->backend  = CG_BACKEND_AUTO;
+  values->max_memory_mib = 0;
 }
 
 gboolean
@@ -217,7 +214,7 @@ cg_gimp_show_help (GtkWidget *parent)
   gtk_widget_destroy (dialog);
 }
 
-/* Options for one call: strength, scale and backend from `values`. */
+/* Options for one call: strength, scale, backend and memory limit from `values`. */
 static cg_status
 make_options (const CgGimpValues *values, gdouble strength, gdouble scale,
               cg_options **out)
@@ -233,6 +230,8 @@ make_options (const CgGimpValues *values, gdouble strength, gdouble scale,
     status = cg_options_set_scale (opts, (float) scale);
   if (status == CG_OK)
     status = cg_options_set_backend (opts, (cg_backend) values->backend);
+  if (status == CG_OK && values->max_memory_mib > 0)
+    status = cg_options_set_memory_limit (opts, (uint64_t) values->max_memory_mib << 20);
   if (status != CG_OK)
     {
       cg_options_free (opts);
@@ -578,19 +577,25 @@ struct _CgGimpPreview
   gchar         *note;          /* what the picture shows, or why there is none */
 };
 
-/* The working size the engine will use for a w x h input (cg_options_set_scale). */
+/* The working size the library will use for a w x h input at `scale`: asked of the
+ * library (cg_options_working_size), so the preview follows its automatic size. */
 static void
 working_size (gdouble scale, gint w, gint h, gint *ww, gint *wh)
 {
-  gint    longest = MAX (w, h);
-  gdouble f;
+  cg_options *opts = NULL;
+  uint32_t    uw = 0, uh = 0;
 
-  if (scale <= 0.0)
-    f = longest > CG_GIMP_AUTO_SIDE ? (gdouble) CG_GIMP_AUTO_SIDE / longest : 1.0;
-  else
-    f = scale;
-  *ww = MAX (1, (gint) floor (w * f + 0.5));
-  *wh = MAX (1, (gint) floor (h * f + 0.5));
+  if (cg_options_new (&opts) != CG_OK || cg_options_set_scale (opts, (float) scale) != CG_OK
+      || cg_options_working_size (opts, (uint32_t) MAX (1, w), (uint32_t) MAX (1, h), &uw,
+                                  &uh) != CG_OK)
+    {
+      /* Not expected (scale comes from a checked range): the input size, capped later. */
+      uw = (uint32_t) MAX (1, w);
+      uh = (uint32_t) MAX (1, h);
+    }
+  cg_options_free (opts);
+  *ww = (gint) MIN (uw, (uint32_t) G_MAXINT);
+  *wh = (gint) MIN (uh, (uint32_t) G_MAXINT);
 }
 
 static void

@@ -36,9 +36,14 @@ typedef struct
   gdouble strength;                 /* 0..1 */
   gdouble scale;                    /* 0 = auto, else (0, 4] of the input size */
   gint32  backend;                  /* CG_BACKEND_* */
+  gint32  max_memory_mib;           /* memory limit in MiB; 0 = the library's default */
 } CgGimpValues;
 
-/* The defaults: the first shipped style, strength 1, scale auto, backend auto. */
+/* The memory-limit field's range in MiB (the library's minimum is 128 MiB; 0 = default). */
+#define CG_GIMP_MAX_MEMORY_MAX 1048576
+
+/* The defaults: the first shipped style, strength 1, scale auto, backend auto, memory
+ * limit automatic. */
 void cg_gimp_values_init (CgGimpValues *values);
 
 /* Copies `style` into values->style; FALSE (values unchanged) if NULL, empty or too long. */

@@ -7,12 +7,14 @@
  *
  * Arguments, all optional, as key=value: style (a shipped style name or the path of a style
  * file; default monet), strength (0..1, default 1), scale (a fraction in (0, 4], or auto/0;
- * default auto), detail (0..4, default 0.5), tile (working pixels per tile, >= 64, default
- * 512), device (auto, cpu, cuda or metal; default auto).
+ * default auto), detail (0..4, default 0.5), tile (working pixels per tile, >= 64; default
+ * 0 = as the memory plan chooses), device (auto, cpu, cuda or metal; default auto),
+ * max-memory (e.g. 1500M or 2G; default automatic). They are parsed, and the model cached,
+ * by the shared glue in plugins/common/cg_plugin.c.
  *
  * Pixels go in as 16-bit RGB(A) (ShortPixel, the full Q16 precision) and come back at the
- * image's depth (see stylize_image); alpha is kept, and an image without alpha gets none. The loaded model is cached for the whole process, so a
- * mogrify batch loads it once.
+ * image's depth (see stylize_image); alpha is kept, and an image without alpha gets none.
+ * The loaded model is cached for the whole process, so a mogrify batch loads it once.
  *
  * Failures. ImageMagick writes the output even when a filter reports an error, and a
  * filter cannot stop that (it may not empty the image list, and a wrong signature or an
@@ -26,10 +28,7 @@
 
 #define _GNU_SOURCE /* dladdr, RTLD_NODELETE */
 #include <dlfcn.h>
-#include <errno.h>
 #include <limits.h>
-#include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +36,7 @@
 #include <magick/MagickCore.h>
 
 #include "cyclegan.h"
+#include "cg_plugin.h"
 
 #define TAG "cyclegan"
 #define PROGRESS_TAG "cyclegan/Image"
@@ -44,27 +44,10 @@
 ModuleExport size_t cycleganImage (Image **images, const int argc, const char **argv,
                                    ExceptionInfo *exception);
 
-typedef struct
-{
-  const char *style;
-  float       strength;
-  float       scale;
-  float       detail;
-  unsigned    tile;
-  cg_backend  backend;
-} Settings;
-
-/* The model of the previous call, kept for the life of the process: ImageMagick unloads a
- * filter module after every call, so the module pins itself (see pin_module) to keep it. */
-static pthread_mutex_t model_lock = PTHREAD_MUTEX_INITIALIZER;
-static char           *model_style;
-static cg_backend      model_backend;
-static cg_model       *model_cached;
-
 /* Why a call failed: a reason and the argument or file it concerns. */
 typedef struct
 {
-  char reason[1024];
+  char reason[CG_PLUGIN_ERROR_MAX + 16];
   char detail[PATH_MAX + 64];
 } Failure;
 
@@ -91,172 +74,31 @@ pin_module (void)
     (void) dlopen (info.dli_fname, RTLD_NOW | RTLD_NODELETE);
 }
 
+/* Reads the key=value arguments into `s`. Returns 0 after filling `f`. */
 static int
-parse_float (const char *text, float *out)
+parse_settings (const int argc, const char **argv, cg_plugin_settings *s, Failure *f)
 {
-  char  *end = NULL;
-  double v;
+  char err[CG_PLUGIN_ERROR_MAX];
+  int  i;
 
-  if (*text == '\0')
-    return 0;
-  errno = 0;
-  v = InterpretLocaleValue (text, &end);
-  if (end == text || *end != '\0' || errno != 0 || isnan (v) || fabs (v) > 1e30)
-    return 0;
-  *out = (float) v;
-  return 1;
-}
-
-static int
-parse_backend (const char *text, cg_backend *out)
-{
-  if (LocaleCompare (text, "auto") == 0)
-    *out = CG_BACKEND_AUTO;
-  else if (LocaleCompare (text, "cpu") == 0)
-    *out = CG_BACKEND_CPU;
-  else if (LocaleCompare (text, "cuda") == 0)
-    *out = CG_BACKEND_CUDA;
-  else if (LocaleCompare (text, "metal") == 0)
-    *out = CG_BACKEND_METAL;
-  else
-    return 0;
-  return 1;
-}
-
-/* Reads the key=value arguments into `s` (whose style points into `style_buf`); the
- * ranges are checked by libcyclegan's setters. Returns 0 after filling `f`. */
-static int
-parse_settings (const int argc, const char **argv, Settings *s, char *style_buf,
-                size_t style_size, Failure *f)
-{
-  int i;
-
-  s->style    = "monet";
-  s->strength = 1.0f;
-  s->scale    = 0.0f;
-  s->detail   = 0.5f;
-  s->tile     = 512;
-  s->backend  = CG_BACKEND_AUTO;
-
+  if (!cg_plugin_settings_init (s, err, sizeof err))
+    return set_failure (f, err, "options");
   for (i = 0; i < argc; i++)
     {
       const char *arg = argv[i];
       const char *eq  = strchr (arg, '=');
-      const char *value;
+      char        key[64];
       size_t      key_len;
-      float       v;
 
-      if (eq == NULL || eq == arg)
+      if (eq == NULL || eq == arg || (key_len = (size_t) (eq - arg)) >= sizeof key)
         return set_failure (f, "arguments are key=value (style, strength, scale, detail, "
-                               "tile, device)", arg);
-      key_len = (size_t) (eq - arg);
-      value   = eq + 1;
-
-#define KEY_IS(name) (key_len == sizeof (name) - 1 && LocaleNCompare (arg, name, key_len) == 0)
-      if (KEY_IS ("style"))
-        {
-          if (*value == '\0' || strlen (value) >= style_size)
-            return set_failure (f, "style needs a shipped style name or a style file", arg);
-          (void) memcpy (style_buf, value, strlen (value) + 1);
-          s->style = style_buf;
-        }
-      else if (KEY_IS ("strength"))
-        {
-          if (!parse_float (value, &s->strength))
-            return set_failure (f, "strength needs a number from 0 to 1", arg);
-        }
-      else if (KEY_IS ("scale"))
-        {
-          if (LocaleCompare (value, "auto") == 0)
-            s->scale = 0.0f;
-          else if (!parse_float (value, &s->scale))
-            return set_failure (f, "scale needs a fraction of the input size (1 = native) "
-                                   "or auto", arg);
-        }
-      else if (KEY_IS ("detail"))
-        {
-          if (!parse_float (value, &s->detail))
-            return set_failure (f, "detail needs a number from 0 to 4", arg);
-        }
-      else if (KEY_IS ("tile"))
-        {
-          if (!parse_float (value, &v) || v != floorf (v) || v < 0.0f || v > 1e6f)
-            return set_failure (f, "tile needs a whole number of pixels, at least 64", arg);
-          s->tile = (unsigned) v;
-        }
-      else if (KEY_IS ("device"))
-        {
-          if (!parse_backend (value, &s->backend))
-            return set_failure (f, "device needs auto, cpu, cuda or metal", arg);
-        }
-      else
-        return set_failure (f, "unknown argument (use style, strength, scale, detail, tile, "
-                               "device)", arg);
-#undef KEY_IS
+                               "tile, device, max-memory)", arg);
+      (void) memcpy (key, arg, key_len);
+      key[key_len] = '\0';
+      if (cg_plugin_set (s, key, eq + 1, err, sizeof err) != 1)
+        return set_failure (f, err, arg);
     }
   return 1;
-}
-
-/* Builds the stylize options. Returns NULL after filling `f` if libcyclegan rejects a
- * value. */
-static cg_options *
-make_options (const Settings *s, Failure *f)
-{
-  cg_options *opts = NULL;
-  char        what[64] = "options";
-  cg_status   st;
-
-  if ((st = cg_options_new (&opts)) != CG_OK)
-    ;
-  else if ((st = cg_options_set_strength (opts, s->strength)) != CG_OK)
-    (void) snprintf (what, sizeof what, "strength=%g", (double) s->strength);
-  else if ((st = cg_options_set_scale (opts, s->scale)) != CG_OK)
-    (void) snprintf (what, sizeof what, "scale=%g", (double) s->scale);
-  else if ((st = cg_options_set_detail (opts, s->detail)) != CG_OK)
-    (void) snprintf (what, sizeof what, "detail=%g", (double) s->detail);
-  else if ((st = cg_options_set_tile_size (opts, s->tile)) != CG_OK)
-    (void) snprintf (what, sizeof what, "tile=%u", s->tile);
-  else if ((st = cg_options_set_backend (opts, s->backend)) != CG_OK)
-    (void) snprintf (what, sizeof what, "device");
-  if (st == CG_OK)
-    return opts;
-  set_failure (f, cg_last_error_message (), what);
-  cg_options_free (opts);
-  return NULL;
-}
-
-/* The model for the style and backend: the cached one if it matches, else a new load.
- * Call with model_lock held. Returns NULL after filling `f`. */
-static const cg_model *
-get_model (const Settings *s, const cg_options *opts, Failure *f)
-{
-  cg_model *model = NULL;
-  char     *style;
-
-  if (model_cached != NULL && model_backend == s->backend &&
-      strcmp (model_style, s->style) == 0)
-    return model_cached;
-
-  if (cg_model_load (s->style, opts, &model) != CG_OK)
-    {
-      set_failure (f, "cannot load the style", s->style);
-      (void) snprintf (f->reason, sizeof f->reason, "%s: cannot load the style: %s", TAG,
-                       cg_last_error_message ());
-      return NULL;
-    }
-  style = strdup (s->style);
-  if (style == NULL)
-    {
-      cg_model_free (model);
-      set_failure (f, "out of memory", s->style);
-      return NULL;
-    }
-  cg_model_free (model_cached);
-  free (model_style);
-  model_cached  = model;
-  model_style   = style;
-  model_backend = s->backend;
-  return model_cached;
 }
 
 static bool
@@ -338,26 +180,27 @@ ModuleExport size_t
 cycleganImage (Image **images, const int argc, const char **argv, ExceptionInfo *exception)
 {
   static Failure  failure; /* large: kept off the stack */
-  char            style[PATH_MAX + 1];
-  Settings        settings;
-  cg_options     *opts = NULL;
-  const cg_model *model = NULL;
-  Image          *image;
-  int             ok;
+  char               err[CG_PLUGIN_ERROR_MAX];
+  cg_plugin_settings settings;
+  const cg_model    *model = NULL;
+  Image             *image;
+  int                ok;
 
   if (images == NULL || *images == NULL)
     return MagickImageFilterSignature;
   pin_module ();
 
-  pthread_mutex_lock (&model_lock);
-  ok = parse_settings (argc, argv, &settings, style, sizeof style, &failure) &&
-       (opts = make_options (&settings, &failure)) != NULL &&
-       (model = get_model (&settings, opts, &failure)) != NULL;
-  for (image = GetFirstImageInList (*images); ok && image != NULL;
-       image = GetNextImageInList (image))
-    ok = stylize_image (image, model, opts, exception, &failure);
-  cg_options_free (opts);
-  pthread_mutex_unlock (&model_lock);
+  ok = parse_settings (argc, argv, &settings, &failure);
+  if (ok && (model = cg_plugin_cache_acquire (&settings, err, sizeof err)) == NULL)
+    ok = set_failure (&failure, err, settings.style);
+  if (ok)
+    {
+      for (image = GetFirstImageInList (*images); ok && image != NULL;
+           image = GetNextImageInList (image))
+        ok = stylize_image (image, model, settings.opts, exception, &failure);
+      cg_plugin_cache_release ();
+    }
+  cg_plugin_settings_clear (&settings);
 
   if (!ok)
     {

@@ -8,6 +8,7 @@
 # names it. --system: ImageMagick's own filter folder (needs root; no variable needed).
 set -eu
 
+. "$(dirname "$0")/../common/install-common.sh"
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 lib="$root/target/release/libcyclegan.so"
@@ -39,10 +40,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if [ ! -f "$lib" ]; then
-  echo "install.sh: $lib not found; build it first: cargo build --release" >&2
-  exit 1
-fi
 if ! pkg-config --exists $pc; then
   echo "install.sh: the MagickCore 6 Q16 headers are missing (Debian: apt-get install imagemagick libmagickcore-6.q16-dev)" >&2
   exit 1
@@ -57,24 +54,12 @@ fi
 
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
-libdir=$(cd "$(dirname "$lib")" && pwd)
-libname=$(basename "$lib")
-if [ "$in_place" = yes ]; then
-  link_dir=$libdir
-  link_name=$libname
-  rpath=$libdir
-else
-  cp "$lib" "$dest/libcyclegan.so.0.tmp"
-  mv -f "$dest/libcyclegan.so.0.tmp" "$dest/libcyclegan.so.0"
-  link_dir=$dest
-  link_name=libcyclegan.so.0
-  rpath='$ORIGIN'
-fi
+cg_place_library "$lib" "$dest" "$in_place"
 
 # shellcheck disable=SC2086 # CFLAGS and pkg-config output are word lists
 ${CC:-cc} -std=gnu11 ${CFLAGS:--O2 -Wall -Wextra} -shared -fPIC \
-  -I"$root/include" \
-  -o "$dest/cyclegan.so.tmp" "$here/cyclegan.c" \
+  -I"$root/include" -I"$cg_common_dir" \
+  -o "$dest/cyclegan.so.tmp" "$here/cyclegan.c" "$cg_common_dir/cg_plugin.c" \
   $(pkg-config --cflags --libs $pc) \
   -L"$link_dir" -l:"$link_name" -Wl,-rpath,"$rpath" -ldl -lpthread
 mv -f "$dest/cyclegan.so.tmp" "$dest/cyclegan.so"

@@ -236,6 +236,14 @@ file_button_new (Dialog *d)
   return button;
 }
 
+static void
+on_memory_changed (GtkSpinButton *spin, gpointer data)
+{
+  Dialog *d = data;
+
+  d->values->max_memory_mib = gtk_spin_button_get_value_as_int (spin);
+}
+
 static GtkWidget *
 backend_combo_new (gint32 active)
 {
@@ -280,7 +288,7 @@ run_dialog (const gchar *title, const gchar *proc, gboolean general, gint32 draw
             const GeglRectangle *rect, CgGimpValues *values)
 {
   Dialog      d;
-  GtkWidget  *hbox, *vbox, *table, *device;
+  GtkWidget  *hbox, *vbox, *table, *device, *memory;
   GeglBuffer *buffer;
   gint        row = 0;
   gboolean    ok;
@@ -312,7 +320,7 @@ run_dialog (const gchar *title, const gchar *proc, gboolean general, gint32 draw
 
   vbox = gtk_vbox_new (FALSE, 0);
   gtk_box_pack_start (GTK_BOX (hbox), vbox, TRUE, TRUE, 0);
-  table = gtk_table_new (5, 3, FALSE);
+  table = gtk_table_new (6, 3, FALSE);
   gtk_table_set_col_spacings (GTK_TABLE (table), 6);
   gtk_table_set_row_spacings (GTK_TABLE (table), 6);
   gtk_box_pack_start (GTK_BOX (vbox), table, FALSE, FALSE, 0);
@@ -338,6 +346,14 @@ run_dialog (const gchar *title, const gchar *proc, gboolean general, gint32 draw
   gimp_table_attach_aligned (GTK_TABLE (table), 0, row++, "_Device:", 0.0, 0.5,
                              device, 2, FALSE);
   g_signal_connect (device, "changed", G_CALLBACK (on_backend_changed), &d);
+  memory = gtk_spin_button_new_with_range (0, CG_GIMP_MAX_MEMORY_MAX, 64);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (memory), values->max_memory_mib);
+  gimp_help_set_help_data (memory, "The most memory one run may use, in MiB: large images "
+                           "are then done in tiles. 0 = automatic (the smaller of 2 GiB "
+                           "and half the free memory; at least 128)", NULL);
+  gimp_table_attach_aligned (GTK_TABLE (table), 0, row++, "_Memory limit (MiB, 0 = auto):",
+                             0.0, 0.5, memory, 1, FALSE);
+  g_signal_connect (memory, "value-changed", G_CALLBACK (on_memory_changed), &d);
 
   gtk_widget_show_all (d.dialog);
   dialog_changed (&d);

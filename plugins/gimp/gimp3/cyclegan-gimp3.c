@@ -155,6 +155,11 @@ create_procedure (GimpPlugIn *plug_in, const gchar *name)
   gimp_procedure_add_choice_aux_argument (procedure, "device", "_Device",
                                           "Where to compute", device_choice_new (), "auto",
                                           G_PARAM_READWRITE);
+  gimp_procedure_add_int_aux_argument (procedure, "max-memory", "_Memory limit (MiB, 0 = auto)",
+                                       "The most memory one run may use, in MiB: large images "
+                                       "are then done in tiles. 0 = automatic (the smaller of "
+                                       "2 GiB and half the free memory; at least 128)",
+                                       0, CG_GIMP_MAX_MEMORY_MAX, 0, G_PARAM_READWRITE);
   g_free (label);
   return procedure;
 }
@@ -201,6 +206,7 @@ values_from_config (GimpProcedureConfig *config, const gchar *shipped, gboolean 
   cg_gimp_values_init (values);
   g_object_get (config, "strength", &values->strength, "scale", &values->scale, NULL);
   values->backend = gimp_procedure_config_get_choice_id (config, "device");
+  g_object_get (config, "max-memory", &values->max_memory_mib, NULL);
 
   if (shipped != NULL)
     style = g_strdup (shipped);
@@ -336,7 +342,7 @@ run_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const gchar *
       GValue          value = G_VALUE_INIT;
 
       gimp_procedure_dialog_fill (GIMP_PROCEDURE_DIALOG (dialog), "style-choice", "style-file",
-                                  "strength", "scale", "device", NULL);
+                                  "strength", "scale", "device", "max-memory", NULL);
       /* The file chooser is active only while "Style file..." is chosen. */
       g_value_init (&value, G_TYPE_STRING);
       g_value_set_string (&value, STYLE_FILE_NICK);
@@ -347,7 +353,7 @@ run_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const gchar *
     }
   else
     gimp_procedure_dialog_fill (GIMP_PROCEDURE_DIALOG (dialog), "strength", "scale",
-                                "device", NULL);
+                                "device", "max-memory", NULL);
 
   /* The preview goes to the left of the generated widgets. */
   content = gtk_dialog_get_content_area (GTK_DIALOG (dialog));
