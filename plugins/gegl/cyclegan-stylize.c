@@ -26,7 +26,7 @@ property_double (strength, "Strength", 1.0)
 
 property_double (scale, "Scale", 0.0)
   description ("Working resolution as a fraction of the input (1 = native); "
-               "0 = auto (long side 512 px, the scale the styles were trained at)")
+               "0 = auto (long side 384 px, the scale the styles were trained at)")
   value_range (0.0, 4.0)
 
 property_double (detail, "Detail", 0.5)
