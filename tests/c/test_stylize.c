@@ -241,14 +241,15 @@ static void test_progress_and_cancel(void) {
         cg_options_free(o);
     }
 
-    /* An untiled image reports once, at 1, and can be cancelled there too. */
+    /* An untiled image reports after each layer of its one forward pass, so it can be
+       cancelled before the network has finished. */
     cg_image small_s = {src, 16, 16, PW * 4, CG_PIXEL_FORMAT_RGBA8};
     cg_image small_d = {dst, 16, 16, PW * 4, CG_PIXEL_FORMAT_RGBA8};
     memcpy(dst, before, N);
     progress_log one = {.cancel_at = 1, .caller = pthread_self()};
     CHECK_STATUS(cg_model_stylize(model, &small_s, &small_d, NULL, record, &one),
                  CG_ERR_CANCELLED);
-    CHECK(one.count == 1 && one.seen[0] == 1.0f);
+    CHECK(one.count == 1 && one.seen[0] > 0.0f && one.seen[0] < 0.5f);
     CHECK(memcmp(dst, before, N) == 0);
 
     free(src);
