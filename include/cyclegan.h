@@ -72,6 +72,11 @@ typedef uint32_t cg_status;
 typedef uint32_t cg_backend;
 
 /**
+ * The arithmetic of the forward passes: one of the `CG_PRECISION_*` values.
+ */
+typedef uint32_t cg_precision;
+
+/**
  * Layout of the pixels of a `cg_image`: one of the `CG_PIXEL_FORMAT_*` values. Channels are
  * interleaved in the order named; alpha is straight (not premultiplied). 16-bit and float
  * samples are in the machine's native byte order.
@@ -219,6 +224,23 @@ typedef struct {
 #define CG_BACKEND_METAL 3
 
 /**
+ * bf16 products where the machine is fast at them and they stay within the documented
+ * error bounds of f32 (CPUs with AVX-512 BF16 or AMX), f32 elsewhere. The default.
+ */
+#define CG_PRECISION_AUTO 0
+
+/**
+ * f32 throughout.
+ */
+#define CG_PRECISION_F32 1
+
+/**
+ * bf16 products with f32 accumulation; stylizing returns CG_ERR_UNSUPPORTED where the
+ * backend has no such path.
+ */
+#define CG_PRECISION_BF16 2
+
+/**
  * 8-bit R, G, B: 3 bytes per pixel.
  */
 #define CG_PIXEL_FORMAT_RGB8 0
@@ -277,7 +299,8 @@ const char *cg_last_error_message(void);
 
 /**
  * Creates options with the defaults: backend auto, threads 0 (all cores), strength 1,
- * scale 0 (auto), tile size 512, detail 0.5. On success `*out` holds a new handle the caller
+ * scale 0 (auto), tile size 0 (chosen by the memory plan), memory limit 0 (the smaller of
+ * 2 GiB and half the available memory), detail 0.5. On success `*out` holds a new handle the caller
  * owns and must release with `cg_options_free`; on failure `*out` is NULL.
  *
  * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `out` is NULL.
@@ -319,13 +342,48 @@ cg_status cg_options_set_backend(cg_options *opts, cg_backend backend);
 cg_status cg_options_set_threads(cg_options *opts, uint32_t threads);
 
 /**
- * Sets the tile side in working pixels, at least 64 (default 512). Images whose working size
- * exceeds one tile are processed in overlapping tiles with whole-image statistics; larger
- * tiles are faster and use more memory.
+ * Forces tiles of `tile_size` working pixels, at least 160; 0 (the default) lets the
+ * memory plan choose: the whole image in one piece when it fits the memory limit (see
+ * `cg_options_set_memory_limit`), otherwise the largest tiles that fit. Tiles overlap and
+ * are normalized with whole-image statistics, so they leave no seams; larger tiles are
+ * faster and use more memory.
  *
- * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `tile_size` < 64.
+ * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `tile_size` is 1..159.
  */
 cg_status cg_options_set_tile_size(cg_options *opts, uint32_t tile_size);
+
+/**
+ * Limits the memory one stylize call may use, in bytes, the image and the model included:
+ * the call runs the whole image in one piece when that fits and in smaller tiles when it
+ * does not, and fails with CG_ERR_INVALID_ARGUMENT naming the size it needs when even
+ * the smallest tile does not. 0 (the default): the smaller of 2 GiB and half of the memory
+ * available when the call starts.
+ *
+ * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `bytes` is 1 .. 128 MiB - 1.
+ */
+cg_status cg_options_set_memory_limit(cg_options *opts, uint64_t bytes);
+
+/**
+ * The working size a `width` x `height` input gets with these options (scale), so that a
+ * front end can show it or size a preview the way `cg_model_stylize` will. `opts` may be
+ * NULL for the defaults. On success `*out_width` and `*out_height` are written.
+ *
+ * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if an out-pointer is NULL, `opts` is not a live
+ * handle, or a side is 0.
+ */
+cg_status cg_options_working_size(const cg_options *opts,
+                                  uint32_t width,
+                                  uint32_t height,
+                                  uint32_t *out_width,
+                                  uint32_t *out_height);
+
+/**
+ * Sets the arithmetic of the forward passes: a `CG_PRECISION_*` value (default AUTO).
+ *
+ * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `precision` is not a
+ * `CG_PRECISION_*` value (the options are then unchanged).
+ */
+cg_status cg_options_set_precision(cg_options *opts, cg_precision precision);
 
 /**
  * Sets how strongly the style is applied, 0..1 (default 1): 0 returns the input, values in
@@ -339,7 +397,7 @@ cg_status cg_options_set_strength(cg_options *opts, float strength);
 /**
  * Sets the working resolution, which sizes the brush strokes: the styles were trained on
  * 256-pixel paintings, so on a large photo native resolution gives a fine texture rather
- * than a painting. 0 (default) = auto: a long side of 512 pixels, or native if smaller;
+ * than a painting. 0 (default) = auto: a long side of 384 pixels, or native if smaller;
  * otherwise the fraction of the input size, in (0, 4] (1 = native). The output is always
  * the input's size.
  *
@@ -356,6 +414,16 @@ cg_status cg_options_set_scale(cg_options *opts, float scale);
  * NaN.
  */
 cg_status cg_options_set_detail(cg_options *opts, float detail);
+
+/**
+ * The backend a user-facing name stands for ("auto", "cpu", "cuda" or "gpu", "metal"; any
+ * case), so that plug-ins take the same names as the command line. On success `*out` is
+ * written.
+ *
+ * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if a pointer is NULL, the name is not UTF-8 or
+ * names no backend (the message lists the known names).
+ */
+cg_status cg_backend_from_name(const char *name, cg_backend *out);
 
 /**
  * Whether `backend` is compiled into this library and has a usable device on this machine.
