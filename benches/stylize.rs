@@ -3,12 +3,16 @@
 //!
 //!   cargo bench --bench stylize -- [--sizes 256 512 1024] [--reps 5] [--candle-max 512]
 //!                                  [--e2e] [--big] [--no-torch]
+//!                                  [--precision auto|f32|bf16] [--layers]
 //!
 //! `--e2e` also times what users run: the `cyclegan stylize --scale 1` command, from JPEG
 //! decode to JPEG encode, at each size (a picture made from examples/rocket.jpg), next to
 //! PyTorch's forward pass alone. `--big` runs a 6000x4000 JPEG with the default memory
 //! budget and with `--max-memory 1G`, and compares its time per pixel with the engine's
 //! whole-image forward pass at the largest size.
+//!
+//! `--precision` picks the engine's arithmetic (f32 by default); `--layers` adds a table
+//! per size of the time, effective GFLOP/s and fraction of nominal peak per layer type.
 //!
 //! Threads come from rayon (`RAYON_NUM_THREADS`), which both engines use.
 
@@ -110,6 +114,8 @@ fn main() {
     let mut torch = true;
     let mut e2e = false;
     let mut big = false;
+    let mut precision = cyclegan::Precision::F32;
+    let mut layers = false;
     let mut args = std::env::args().skip(1).peekable();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -125,6 +131,13 @@ fn main() {
             "--no-torch" => torch = false,
             "--e2e" => e2e = true,
             "--big" => big = true,
+            "--layers" => layers = true,
+            "--precision" => {
+                precision = args
+                    .next()
+                    .map(|v| cyclegan::Precision::parse(&v).expect("auto, f32 or bf16"))
+                    .unwrap_or(precision)
+            }
             _ => {} // cargo bench passes --bench
         }
     }
@@ -144,8 +157,9 @@ fn main() {
     };
     println!(
         "CPU: {}; threads {threads}; model load {:.0} ms (of which CPU packing {:.0} ms); \
-         median of {reps}",
+         precision {}; median of {reps}",
         cpu_name(),
+        precision.name(),
         load * 1e3,
         pack * 1e3
     );
@@ -158,15 +172,8 @@ fn main() {
         let planar: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
         reset_peak_rss();
         let tf = median_secs(reps, || {
-            fast.forward(
-                &planar,
-                s,
-                s,
-                Stats::Measure,
-                cyclegan::Precision::F32,
-                &mut |_, _| true,
-            )
-            .unwrap();
+            fast.forward(&planar, s, s, Stats::Measure, precision, &mut |_, _| true)
+                .unwrap();
         });
         let rss = peak_rss_mib();
         engine_secs.push((s, tf));
@@ -194,6 +201,11 @@ fn main() {
     }
     if big {
         big_photo(&engine_secs);
+    }
+    if layers {
+        for &s in &sizes {
+            layer_table(fast, s, precision, reps, cfg.blocks, cfg.ngf);
+        }
     }
 }
 
@@ -315,6 +327,178 @@ fn big_photo(engine: &[(usize, f64)]) {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One layer type of the generator, for the per-layer table: its steps in the engine's
+/// progress callback (1-based, as the callback counts them) and multiply-adds per step.
+struct LayerType {
+    name: &'static str,
+    steps: std::ops::RangeInclusive<usize>,
+    macs: f64,
+    /// Whether the engine runs it as Winograd F(4x4, 3x3), whose products bf16 speeds up.
+    winograd: bool,
+}
+
+fn layer_types(h: usize, w: usize, blocks: usize, ngf: usize) -> Vec<LayerType> {
+    let (hw, hw2, hw4) = ((h * w) as f64, (h * w / 4) as f64, (h * w / 16) as f64);
+    let g = ngf as f64;
+    let nb = blocks;
+    vec![
+        LayerType {
+            name: "head 7x7",
+            steps: 1..=1,
+            macs: hw * 3.0 * g * 49.0,
+            winograd: false,
+        },
+        LayerType {
+            name: "down 3x3 s2",
+            steps: 2..=3,
+            macs: (hw2 * g * 2.0 * g + hw4 * 2.0 * g * 4.0 * g) * 9.0,
+            winograd: false,
+        },
+        LayerType {
+            name: "residual 3x3",
+            steps: 4..=3 + 2 * nb,
+            macs: hw4 * 16.0 * g * g * 9.0 * (2 * nb) as f64,
+            winograd: true,
+        },
+        LayerType {
+            name: "up 3x3 (1/2 res)",
+            steps: 4 + 2 * nb..=4 + 2 * nb,
+            macs: hw2 * 4.0 * g * 2.0 * g * 9.0,
+            winograd: true,
+        },
+        LayerType {
+            name: "up 3x3 (full res)",
+            steps: 5 + 2 * nb..=5 + 2 * nb,
+            macs: hw * 2.0 * g * g * 9.0,
+            winograd: true,
+        },
+        LayerType {
+            name: "tail 7x7",
+            steps: 6 + 2 * nb..=6 + 2 * nb,
+            macs: hw * g * 3.0 * 49.0,
+            winograd: false,
+        },
+    ]
+}
+
+/// Nominal peak GFLOP/s of this machine for `threads` cores: f32 FMA (two 16-lane units)
+/// and, where present, AMX bf16 (`tdpbf16ps`: 1024 flops per cycle) or AVX-512 BF16
+/// (two 32-multiply-add `vdpbf16ps` per cycle), at the clock `/proc/cpuinfo` reports.
+fn peaks(threads: usize) -> (f64, Option<(&'static str, f64)>) {
+    let ghz = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("cpu MHz"))
+                .and_then(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+        })
+        .map_or(2.0, |mhz| mhz / 1e3);
+    let f32_peak = threads as f64 * ghz * 64.0;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = cpu.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let bf16 = if has("amx_bf16") && std::env::var_os("CYCLEGAN_NO_AMX").is_none() {
+        Some(("AMX bf16", threads as f64 * ghz * 1024.0))
+    } else if has("avx512_bf16") {
+        Some(("AVX-512 bf16", threads as f64 * ghz * 128.0))
+    } else {
+        None
+    };
+    (f32_peak, bf16)
+}
+
+/// Time per layer type at size `s` (median per step over `reps` calls, timed between the
+/// engine's per-layer progress callbacks), with effective GFLOP/s (direct-convolution
+/// flops over time, as the totals) and the fraction of the machine's nominal peak.
+fn layer_table(
+    fast: &dyn cyclegan::engine::Engine,
+    s: usize,
+    precision: cyclegan::Precision,
+    reps: usize,
+    blocks: usize,
+    ngf: usize,
+) {
+    let x = Tensor::rand(-1f32, 1., (1, 3, s, s), &Device::Cpu).unwrap();
+    let planar: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let mut per_step: Vec<Vec<f64>> = Vec::new();
+    for rep in 0..=reps {
+        let mut marks = vec![(Instant::now(), cpu_secs())];
+        fast.forward(&planar, s, s, Stats::Measure, precision, &mut |_, _| {
+            marks.push((Instant::now(), cpu_secs()));
+            true
+        })
+        .unwrap();
+        if rep == 0 {
+            continue; // warm-up
+        }
+        // Wall and CPU seconds of each step, side by side.
+        let d: Vec<f64> = marks
+            .windows(2)
+            .flat_map(|p| [(p[1].0 - p[0].0).as_secs_f64(), p[1].1 - p[0].1])
+            .collect();
+        per_step.resize(d.len(), Vec::new());
+        for (acc, v) in per_step.iter_mut().zip(d) {
+            acc.push(v);
+        }
+    }
+    let med = |v: &Vec<f64>| {
+        let mut v = v.clone();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let steps: Vec<f64> = per_step.iter().map(med).collect();
+    let threads = rayon::current_num_threads();
+    let (f32_peak, bf16_peak) = peaks(threads);
+    println!();
+    println!(
+        "Per layer type at {s} px, precision {} (nominal peak: f32 {f32_peak:.0} GFLOP/s{}):",
+        precision.name(),
+        bf16_peak.map_or(String::new(), |(n, p)| format!(", {n} {p:.0} GFLOP/s"))
+    );
+    println!();
+    println!(
+        "| layer type | wall s | CPU s | share of CPU | effective GFLOP/s | of f32 peak | of bf16 peak |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let (wall, cpu): (Vec<f64>, Vec<f64>) = steps.chunks_exact(2).map(|p| (p[0], p[1])).unzip();
+    let total: f64 = cpu.iter().sum();
+    for t in layer_types(s, s, blocks, ngf) {
+        let pick = |v: &[f64]| -> f64 { t.steps.clone().filter_map(|i| v.get(i - 1)).sum() };
+        let (secs, cpu_s) = (pick(&wall), pick(&cpu));
+        // Per CPU time: what the threads would reach without other processes' load.
+        let gflops = 2.0 * t.macs / (cpu_s / threads as f64) / 1e9;
+        let bf = match (
+            bf16_peak,
+            t.winograd && precision != cyclegan::Precision::F32,
+        ) {
+            (Some((_, p)), true) => format!("{:.1}%", 100.0 * gflops / p),
+            _ => "-".into(),
+        };
+        println!(
+            "| {} | {secs:.3} | {cpu_s:.3} | {:.0}% | {gflops:.0} | {:.0}% | {bf} |",
+            t.name,
+            100.0 * cpu_s / total,
+            100.0 * gflops / f32_peak
+        );
+    }
+}
+
+/// CPU time of this process so far (all threads), in seconds.
+fn cpu_secs() -> f64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec for the call's duration.
+        if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9;
+        }
+    }
+    f64::NAN
 }
 
 fn cpu_name() -> String {

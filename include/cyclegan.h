@@ -72,6 +72,11 @@ typedef uint32_t cg_status;
 typedef uint32_t cg_backend;
 
 /**
+ * The arithmetic of the forward passes: one of the `CG_PRECISION_*` values.
+ */
+typedef uint32_t cg_precision;
+
+/**
  * Layout of the pixels of a `cg_image`: one of the `CG_PIXEL_FORMAT_*` values. Channels are
  * interleaved in the order named; alpha is straight (not premultiplied). 16-bit and float
  * samples are in the machine's native byte order.
@@ -227,6 +232,23 @@ typedef struct {
 #define CG_BACKEND_METAL 3
 
 /**
+ * bf16 products where the machine is fast at them and they stay within the documented
+ * error bounds of f32 (CPUs with AVX-512 BF16 or AMX), f32 elsewhere. The default.
+ */
+#define CG_PRECISION_AUTO 0
+
+/**
+ * f32 throughout.
+ */
+#define CG_PRECISION_F32 1
+
+/**
+ * bf16 products with f32 accumulation; stylizing returns CG_ERR_UNSUPPORTED where the
+ * backend has no such path.
+ */
+#define CG_PRECISION_BF16 2
+
+/**
  * 8-bit R, G, B: 3 bytes per pixel.
  */
 #define CG_PIXEL_FORMAT_RGB8 0
@@ -363,6 +385,14 @@ cg_status cg_options_working_size(const cg_options *opts,
                                   uint32_t height,
                                   uint32_t *out_width,
                                   uint32_t *out_height);
+
+/**
+ * Sets the arithmetic of the forward passes: a `CG_PRECISION_*` value (default AUTO).
+ *
+ * Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `precision` is not a
+ * `CG_PRECISION_*` value (the options are then unchanged).
+ */
+cg_status cg_options_set_precision(cg_options *opts, cg_precision precision);
 
 /**
  * Sets how strongly the style is applied, 0..1 (default 1): 0 returns the input, values in

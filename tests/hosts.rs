@@ -339,7 +339,11 @@ fn gegl_operation_max_memory_and_device_names_reach_the_library() {
         &[&style, &strength, &scale, "max-memory=300M", "device=CPU"],
     );
     assert!(out.status.success(), "gegl: {}", stderr(&out));
-    assert!(!stderr(&out).contains("cyclegan:stylize"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("cyclegan:stylize"),
+        "{}",
+        stderr(&out)
+    );
     assert_same_within_one_level(&got, &want);
 
     for (prop, message) in [
@@ -355,7 +359,10 @@ fn gegl_operation_max_memory_and_device_names_reach_the_library() {
             "{prop}: no \"{message}\" in: {err}"
         );
         let (colour, alpha) = worst_difference(&got, &input);
-        assert!(colour == 0 && alpha == 0, "{prop}: the input was not passed through");
+        assert!(
+            colour == 0 && alpha == 0,
+            "{prop}: the input was not passed through"
+        );
     }
 }
 

@@ -148,6 +148,8 @@ fn reference_examples_within_one_level() {
     let model = cyclegan::Model::load("monet", cyclegan::Backend::Cpu).unwrap();
     let opts = cyclegan::StylizeOptions {
         scale: cyclegan::Scale::Fraction(1.0),
+        // The f32 parity path (auto may run bf16 products: tests/precision.rs).
+        precision: cyclegan::Precision::F32,
         ..Default::default()
     };
     for stem in ["0_01135e4771", "1_0b6b4bfc29"] {

@@ -4,6 +4,7 @@
 use std::ffi::{c_char, CStr};
 
 use crate::device::Backend;
+use crate::engine::Precision;
 use crate::error::{Error, Result};
 use crate::pipeline::{Scale, StylizeOptions};
 
@@ -24,6 +25,18 @@ pub const CG_BACKEND_CPU: cg_backend = 1;
 pub const CG_BACKEND_CUDA: cg_backend = 2;
 /// The first Apple GPU; needs a library built with the `metal` feature.
 pub const CG_BACKEND_METAL: cg_backend = 3;
+
+/// The arithmetic of the forward passes: one of the `CG_PRECISION_*` values.
+pub type cg_precision = u32;
+
+/// bf16 products where the machine is fast at them and they stay within the documented
+/// error bounds of f32 (CPUs with AVX-512 BF16 or AMX), f32 elsewhere. The default.
+pub const CG_PRECISION_AUTO: cg_precision = 0;
+/// f32 throughout.
+pub const CG_PRECISION_F32: cg_precision = 1;
+/// bf16 products with f32 accumulation; stylizing returns CG_ERR_UNSUPPORTED where the
+/// backend has no such path.
+pub const CG_PRECISION_BF16: cg_precision = 2;
 
 /// The most threads `cg_options_set_threads` accepts; larger counts are almost always a
 /// negative number cast to unsigned.
@@ -245,6 +258,31 @@ pub extern "C" fn cg_options_working_size(
             *out_height = h;
         }
         Ok(())
+    })
+}
+
+/// Sets the arithmetic of the forward passes: a `CG_PRECISION_*` value (default AUTO).
+///
+/// Returns CG_OK, or CG_ERR_INVALID_ARGUMENT if `opts` is NULL or `precision` is not a
+/// `CG_PRECISION_*` value (the options are then unchanged).
+#[no_mangle]
+pub extern "C" fn cg_options_set_precision(
+    opts: *mut cg_options,
+    precision: cg_precision,
+) -> cg_status {
+    ffi_status(|| {
+        let p = match precision {
+            CG_PRECISION_AUTO => Precision::Auto,
+            CG_PRECISION_F32 => Precision::F32,
+            CG_PRECISION_BF16 => Precision::Bf16,
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "precision {precision} is not one of CG_PRECISION_AUTO, _F32, _BF16"
+                )))
+            }
+        };
+        // SAFETY: per the documented contract of the options handle.
+        unsafe { options_mut(opts) }?.update(|s| s.precision = p)
     })
 }
 

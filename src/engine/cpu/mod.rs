@@ -12,6 +12,7 @@
 //! Training and GPU inference stay on candle; this path only runs forward passes on the CPU.
 //! It is the [`Engine`] the CPU backend serves.
 
+mod bf16;
 mod buffer;
 mod matmul;
 mod planes;
@@ -69,6 +70,8 @@ struct Wino {
     weight: Tensor,
     transposed: bool,
     kept: OnceLock<winograd::Transformed>,
+    /// The transform in bf16, kept likewise when bf16 products run.
+    kept_bf16: OnceLock<bf16::PackedU>,
 }
 
 impl Wino {
@@ -187,6 +190,7 @@ impl Packed {
                     weight: wt,
                     transposed,
                     kept: OnceLock::new(),
+                    kept_bf16: OnceLock::new(),
                 }),
             });
         }
@@ -307,6 +311,10 @@ struct Work {
     u: winograd::Transformed,
     /// Scratch for [`Wino::transform`].
     f32s: Vec<f32>,
+    /// `u` in bf16, for this call only.
+    ub: bf16::PackedU,
+    /// The bf16 kernel of this call's Winograd products; f32 `gemm` when `None`.
+    bf16: Option<bf16::Kernel>,
     /// Whether this call makes and keeps each layer's transform.
     keep: bool,
 }
@@ -345,11 +353,16 @@ impl CpuGenerator {
             .iter()
             .map(|l| {
                 let stored = l.w.len() + l.bias.len();
-                let wino = l.wino.as_ref().map_or(0, |_| {
-                    let a = WINOGRAD.m + 2;
-                    a * a * l.cin * l.cout
-                });
-                (4 * (stored + wino)) as u64
+                let a = WINOGRAD.m + 2;
+                let wino = l.wino.as_ref().map_or(0, |_| a * a * l.cin * l.cout);
+                // The transforms auto keeps: bf16 (hi and lo parts, about the f32 size)
+                // where this CPU runs bf16 products, f32 elsewhere. A model used at both
+                // precisions keeps both.
+                let wino = match (&l.wino, bf16::kernel()) {
+                    (Some(_), Some(_)) => bf16::PackedU::bytes(a * a, l.cin, l.cout, bf16::SPLIT3),
+                    _ => 4 * wino,
+                };
+                (4 * stored + wino) as u64
             })
             .sum()
     }
@@ -371,9 +384,11 @@ impl CpuGenerator {
         w: usize,
         h: usize,
         stats: Stats,
+        precision: Precision,
         progress: LayerProgress,
     ) -> Result<Vec<f32>> {
         check_input(x, w, h)?;
+        let products = bf16_kernel_for(precision)?;
         let mut stats = stats;
         let norms = &mut StatsCursor::new(&mut stats);
         let mut steps = Steps {
@@ -396,8 +411,10 @@ impl CpuGenerator {
             .unwrap_or_default();
         let Activations { p, q, work } = &mut act;
         work.keep = self.calls.fetch_add(1, Ordering::Relaxed) > 0;
+        work.bf16 = products;
         if work.keep {
             work.u = Default::default();
+            work.ub = Default::default();
             work.f32s = Vec::new();
         }
         // `p` holds the layer-to-layer activations: each layer writes its normalized output
@@ -461,6 +478,7 @@ impl CpuGenerator {
         place_copy(q, p, up_place);
         let up = 3 + 2 * nb;
         self.norm_in_place(p, &layers[up], work, norms, up_place, 1)?;
+
         steps.step()?;
         self.norm_in_place(p, &layers[up + 1], work, norms, Place::Same, 3)?;
         steps.step()?;
@@ -541,6 +559,25 @@ impl CpuEngine {
     }
 }
 
+/// The bf16 kernel a forward pass at `precision` runs its Winograd products with: `bf16`
+/// takes the fastest this CPU has (AMX, else AVX-512 BF16) and is an error without one.
+///
+/// `auto` runs f32: the bf16 path keeps within the error bounds only with three bf16
+/// products per f32 product (hi·hi + hi·lo + lo·hi), and measured so it is not yet faster
+/// than f32 here (docs/performance.md); auto switches to it once it is.
+fn bf16_kernel_for(precision: Precision) -> Result<Option<bf16::Kernel>> {
+    match precision {
+        Precision::F32 | Precision::Auto => Ok(None),
+        Precision::Bf16 => bf16::kernel().map(Some).ok_or_else(|| {
+            Error::Unsupported(
+                "this CPU has no bf16 instructions (avx512_bf16 or AMX): use precision auto \
+                 or f32"
+                    .into(),
+            )
+        }),
+    }
+}
+
 /// Scratch every forward pass may add beyond its activations: the per-thread Winograd
 /// buffers and one layer's transformed kernel (measured at under 20 MB; rounded up).
 const SCRATCH_BYTES: u64 = 48 << 20;
@@ -595,13 +632,8 @@ impl Engine for CpuEngine {
         precision: Precision,
         progress: LayerProgress,
     ) -> Result<Vec<f32>> {
-        if precision == Precision::Bf16 {
-            return Err(Error::Unsupported(
-                "the CPU engine has no bf16 path yet: use precision auto or f32".into(),
-            ));
-        }
         self.generator
-            .forward_planar(planar, width, height, stats, progress)
+            .forward_planar(planar, width, height, stats, precision, progress)
     }
 
     fn release_buffers(&self) {
@@ -655,8 +687,43 @@ fn conv(
     measure: bool,
 ) -> Result<(OutShape, Option<NormStat>)> {
     let y = &mut work.y;
-    let (shape, sums) = match &layer.wino {
-        Some(wino) => {
+    let (shape, sums) = match (&layer.wino, work.bf16) {
+        (Some(wino), Some(kernel)) => {
+            let points = (WINOGRAD.m + 2) * (WINOGRAD.m + 2);
+            let (cin, cout) = (layer.cin, layer.cout);
+            let u = match wino.kept_bf16.get() {
+                Some(u) => u,
+                None if work.keep => {
+                    // Only the bf16 packing is kept: the f32 transform is made, packed and
+                    // dropped (unless an f32 call kept it already).
+                    let mut own = winograd::Transformed::default();
+                    let t = match wino.kept.get() {
+                        Some(t) => t,
+                        None => {
+                            wino.transform(cin, cout, &mut own, &mut Vec::new())?;
+                            &own
+                        }
+                    };
+                    let mut u = bf16::PackedU::default();
+                    u.pack(points, cin, cout, bf16::SPLIT3, |xi| t.point(xi));
+                    wino.kept_bf16.get_or_init(|| u)
+                }
+                None => {
+                    let t = match wino.kept.get() {
+                        Some(t) => t,
+                        None => {
+                            wino.transform(cin, cout, &mut work.u, &mut work.f32s)?;
+                            &work.u
+                        }
+                    };
+                    work.ub
+                        .pack(points, cin, cout, bf16::SPLIT3, |xi| t.point(xi));
+                    &work.ub
+                }
+            };
+            winograd::conv(src, winograd::Products::Bf16(u, kernel), y, measure)
+        }
+        (Some(wino), None) => {
             let t = match wino.kept.get() {
                 Some(t) => t,
                 None if work.keep => {
@@ -670,9 +737,9 @@ fn conv(
                     &work.u
                 }
             };
-            winograd::conv(src, t, y, measure)
+            winograd::conv(src, winograd::Products::F32(t), y, measure)
         }
-        None => conv_direct(src, layer, y, measure),
+        (None, _) => conv_direct(src, layer, y, measure),
     };
     let measured = sums.map(|(sum, sq, count)| {
         let count = count as f64;

@@ -17,6 +17,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::bf16::{self, PackedU};
 use super::buffer::Buf;
 use super::matmul::matmul;
 use super::planes::Planes;
@@ -25,6 +26,25 @@ use super::{MeasuredSums, OutShape};
 /// Tiles per matrix product: bounds the scratch (`α² x TILES x c` floats each way) to
 /// about a megabyte at 256 channels, while each product still has 64 rows.
 const TILES: usize = 32;
+
+impl Products<'_> {
+    /// Tiles per group of products: [`TILES`] for f32; more for bf16, whose kernels are
+    /// fast enough that streaming each transform point's kernel matrix from the L3 cache
+    /// once per group would otherwise bound them.
+    fn tiles(&self) -> usize {
+        match self {
+            Products::F32(_) => TILES,
+            Products::Bf16(..) => bf16_tiles(),
+        }
+    }
+}
+
+fn bf16_tiles() -> usize {
+    std::env::var("CG_BF16_TILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
 
 /// The transform matrices of one Winograd variant, stored row-major.
 pub(super) struct Variant {
@@ -182,24 +202,42 @@ impl Transformed {
     }
 }
 
+impl Transformed {
+    /// Transform point ξ's `cin x cout` matrix.
+    pub fn point(&self, xi: usize) -> &[f32] {
+        let pairs = self.cin * self.cout;
+        &self.u[xi * pairs..(xi + 1) * pairs]
+    }
+}
+
+/// Which products a convolution runs: f32 `gemm` on the f32 transform, or a bf16 kernel
+/// on the transform packed in bf16 (see [`bf16`]).
+#[derive(Clone, Copy)]
+pub(super) enum Products<'a> {
+    F32(&'a Transformed),
+    Bf16(&'a PackedU, bf16::Kernel),
+}
+
 /// Per-thread scratch: the tile row's transformed inputs and their products.
 #[derive(Default)]
 struct Scratch {
     v: Vec<f32>,
     prod: Vec<f32>,
+    /// The transformed inputs in bf16, for [`Products::Bf16`].
+    vb: Vec<u16>,
 }
 
 impl Scratch {
     /// Grows each buffer to what a layer of `c` in and `n` out channels needs. Contents
     /// are scratch: every use writes before it reads.
-    fn fit(&mut self, c: usize, n: usize) {
+    fn fit(&mut self, c: usize, n: usize, tiles: usize) {
         let fit = |v: &mut Vec<f32>, len: usize| {
             if v.len() < len {
                 v.resize(len, 0.0);
             }
         };
-        fit(&mut self.v, A * A * TILES * c);
-        fit(&mut self.prod, A * A * TILES * n);
+        fit(&mut self.v, A * A * tiles * c);
+        fit(&mut self.prod, A * A * tiles * n);
     }
 }
 
@@ -238,14 +276,19 @@ struct Geometry {
 /// [`super::conv`] when `measure`.
 pub(super) fn conv(
     src: &Planes,
-    t: &Transformed,
+    t: Products,
     y: &mut Buf,
     measure: bool,
 ) -> (OutShape, Option<MeasuredSums>) {
-    assert_eq!(t.m, M, "the transforms are written for F(4x4, 3x3)");
-    assert_eq!(src.c, t.cin, "channel mismatch");
+    let (c, n, np) = match t {
+        Products::F32(t) => {
+            assert_eq!(t.m, M, "the transforms are written for F(4x4, 3x3)");
+            (t.cin, t.cout, t.cout)
+        }
+        Products::Bf16(u, _) => (u.cin, u.cout, u.np),
+    };
+    assert_eq!(src.c, c, "channel mismatch");
     assert!(src.pad >= 1, "a 3x3 convolution needs a 1-pixel border");
-    let (c, n) = (t.cin, t.cout);
     // The convolution's own input is the 1-pixel border around the interior.
     let off = src.pad - 1;
     let (ho, wo) = (src.h + 2 * off, src.w + 2 * off);
@@ -268,7 +311,8 @@ pub(super) fn conv(
     // Tile rows per work item: on a narrow layer (16 tiles across the residual blocks of a
     // 256-pixel image) several, so each product still has up to `TILES` rows, while
     // leaving every thread a few items.
-    let group = (TILES / geo.tw)
+    let chunk = t.tiles();
+    let group = (chunk / geo.tw)
         .min(th.div_ceil(2 * rayon::current_num_threads()))
         .max(1);
     let partials: Vec<Option<MeasuredSums>> = y[..th * M * wo * n]
@@ -289,7 +333,7 @@ pub(super) fn conv(
                         &mut own
                     }
                 };
-                sc.fit(c, n);
+                sc.fit(c, np, chunk);
                 let ty0 = item * group;
                 let rows = ty0..th.min(ty0 + group);
                 tile_rows(Job {
@@ -355,7 +399,7 @@ fn tile_rows_avx2(job: Job) {
 /// are `out`.
 struct Job<'a> {
     src: &'a Planes,
-    t: &'a Transformed,
+    t: Products<'a>,
     geo: Geometry,
     rows: Range<usize>,
     out: &'a mut [f32],
@@ -374,12 +418,16 @@ fn tile_rows_body(job: Job) {
         out,
         sc,
     } = job;
-    let (c, n) = (t.cin, t.cout);
+    let (c, n) = match t {
+        Products::F32(t) => (t.cin, t.cout),
+        Products::Bf16(u, _) => (u.cin, u.cout),
+    };
+    let chunk = t.tiles();
     let (ty0, tiles) = (rows.start, rows.len() * geo.tw);
     // Tile i of the rows is (ty0 + i / tw, i % tw).
     let pos = |i: usize| (ty0 + i / geo.tw, i % geo.tw);
-    for i0 in (0..tiles).step_by(TILES) {
-        let nt = TILES.min(tiles - i0);
+    for i0 in (0..tiles).step_by(chunk) {
+        let nt = chunk.min(tiles - i0);
         // Input transform: V[ξ][tile][ci].
         for ti in 0..nt {
             let (ty, tx) = pos(i0 + ti);
@@ -389,27 +437,37 @@ fn tile_rows_body(job: Job) {
                 (ty * M, tx * M),
                 c,
                 &mut sc.v[ti * c..],
-                TILES * c,
+                chunk * c,
             );
         }
-        for xi in 0..A * A {
-            matmul(
-                nt,
-                n,
-                c,
-                &mut sc.prod[xi * TILES * n..],
-                n,
-                false,
-                &sc.v[xi * TILES * c..],
-                c,
-                &t.u[xi * c * n..(xi + 1) * c * n],
-            );
-        }
+        // Products, whose rows are `np` apart.
+        let np = match t {
+            Products::F32(t) => {
+                for xi in 0..A * A {
+                    matmul(
+                        nt,
+                        n,
+                        c,
+                        &mut sc.prod[xi * chunk * n..],
+                        n,
+                        false,
+                        &sc.v[xi * chunk * c..],
+                        c,
+                        t.point(xi),
+                    );
+                }
+                n
+            }
+            Products::Bf16(u, kernel) => {
+                bf16::products(kernel, u, A * A, chunk, nt, &sc.v, &mut sc.vb, &mut sc.prod);
+                u.np
+            }
+        };
         // Output transform into the M output rows of each tile's row.
         for ti in 0..nt {
             let (ty, tx) = pos(i0 + ti);
             let rows_out = &mut out[(ty - ty0) * M * geo.wo * n..];
-            output_tile(&sc.prod[ti * n..], TILES * n, n, tx * M, geo.wo, rows_out);
+            output_tile(&sc.prod[ti * np..], chunk * np, n, tx * M, geo.wo, rows_out);
         }
     }
 }
@@ -580,7 +638,7 @@ mod tests {
             let (sd, sums_d) = crate::engine::cpu::conv_direct(&src, &packed, &mut yd, true);
             let t = Transformed::new(&F4, &wts, cin, cout);
             let mut yw = Buf::default();
-            let (sw, sums_w) = conv(&src, &t, &mut yw, true);
+            let (sw, sums_w) = conv(&src, Products::F32(&t), &mut yw, true);
             assert_eq!((sd.ho, sd.wo), (sw.ho, sw.wo));
             let mut worst = 0f32;
             for r in 0..sd.ho {
@@ -596,6 +654,50 @@ mod tests {
             let (sd, sw) = (sums_d.unwrap(), sums_w.unwrap());
             assert_eq!(sd.2, sw.2);
             assert!((sd.0[3] - sw.0[3]).abs() < 1e-2);
+        }
+    }
+
+    /// The bf16 products (where the CPU has them) against the direct convolution in f32:
+    /// within bf16's rounding of the operands.
+    #[test]
+    fn bf16_products_match_direct_convolution() {
+        let Some(kernel) = bf16::kernel() else {
+            eprintln!("no bf16 kernel on this CPU: nothing to check");
+            return;
+        };
+        for (h, w, cin, cout) in [(13, 10, 24, 40), (9, 30, 64, 64), (9, 9, 3, 17)] {
+            let (src, wts) = case(h, w, cin, cout);
+            let packed = crate::engine::cpu::Packed {
+                k: 3,
+                stride: 1,
+                cin,
+                cout,
+                w: Buf::from_slice(&wts),
+                bias: vec![0.0; cout],
+                wino: None,
+            };
+            let mut yd = Buf::default();
+            let (sd, _) = crate::engine::cpu::conv_direct(&src, &packed, &mut yd, false);
+            let t = Transformed::new(&F4, &wts, cin, cout);
+            let mut u = PackedU::default();
+            u.pack(A * A, cin, cout, bf16::SPLIT3, |xi| t.point(xi));
+            let mut yb = Buf::default();
+            let (sb, _) = conv(&src, Products::Bf16(&u, kernel), &mut yb, false);
+            let (mut worst, mut scale) = (0f32, 0f32);
+            for r in 0..sd.ho {
+                for x in 0..sd.wo {
+                    for ch in 0..cout {
+                        let a = yd[(r * sd.wv + x) * cout + ch];
+                        let b = yb[(r * sb.wv + x) * cout + ch];
+                        worst = worst.max((a - b).abs());
+                        scale = scale.max(a.abs());
+                    }
+                }
+            }
+            assert!(
+                worst < 1e-3 * scale,
+                "{h}x{w}, {cin}->{cout}: worst {worst} of {scale}"
+            );
         }
     }
 
@@ -630,7 +732,7 @@ mod tests {
             let mut y = Buf::default();
             pool.install(|| {
                 PORTABLE.with(|p| p.set(portable));
-                conv(&src, &t, &mut y, false)
+                conv(&src, Products::F32(&t), &mut y, false)
             });
             y
         };
