@@ -239,7 +239,7 @@ fn run_stylize(a: StylizeArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let backend = Backend::parse(&a.device).map_err(|e| e.to_string())?;
-    if let Some(notice) = backend.fallback_notice() {
+    if let Some(notice) = backend.fallback_notice().filter(|_| !a.quiet) {
         eprintln!("note: {notice}");
     }
     let model = match &a.model {
