@@ -80,6 +80,11 @@ impl Layout {
     }
 }
 
+/// The weight tensor's key of a layer key.
+pub fn weight_key(layer: &str) -> String {
+    format!("{layer}.weight")
+}
+
 /// Key of the layer at sequential index `i`, without `.weight`/`.bias`.
 pub fn layer(i: usize) -> String {
     format!("{ROOT}.{i}")

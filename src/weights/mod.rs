@@ -11,7 +11,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{escape_text, Error, Result};
-use crate::nn::{Generator, GeneratorConfig, Layout};
+use crate::nn::layout::{self, weight_key, Layout};
+use crate::nn::{Generator, GeneratorConfig};
 
 /// Where a set of weights came from; `info` prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,14 +111,15 @@ impl Weights {
     /// Prefixes under which a complete generator's head and first block are found
     /// (`""` for a bare state dict, `"G_A."` in a training checkpoint).
     pub fn generator_prefixes(&self) -> Vec<String> {
+        let head = weight_key(&layout::layer(layout::HEAD));
         let mut out: Vec<String> = self
             .tensors
             .keys()
-            .filter_map(|k| k.strip_suffix("model.1.weight"))
+            .filter_map(|k| k.strip_suffix(head.as_str()))
             .filter(|p| {
-                ["block", "conv_block"].iter().any(|b| {
+                Layout::ALL.iter().any(|l| {
                     self.tensors
-                        .contains_key(&format!("{p}model.10.{b}.1.weight"))
+                        .contains_key(&format!("{p}{}", weight_key(&l.block_conv(0, 0))))
                 })
             })
             .map(str::to_owned)
@@ -131,10 +133,12 @@ impl Weights {
         let prefixes = self.generator_prefixes();
         match prefixes.as_slice() {
             [one] => Ok(one.clone()),
-            [] => Err(Error::format_mem(
-                "no CycleGAN ResNet generator found (expected keys such as model.1.weight and \
-                 model.10.block.1.weight or model.10.conv_block.1.weight)",
-            )),
+            [] => Err(Error::format_mem(format!(
+                "no CycleGAN ResNet generator found (expected keys such as {} and {} or {})",
+                weight_key(&layout::layer(layout::HEAD)),
+                weight_key(&Layout::Seed.block_conv(0, 0)),
+                weight_key(&Layout::Official.block_conv(0, 0)),
+            ))),
             many => Err(Error::format_mem(format!(
                 "the file holds several generators ({}); keep one: export it from PyTorch on \
                  its own (e.g. `torch.save(ckpt[\"G_A\"], \"g.pth\")`) and import that file",
@@ -156,29 +160,22 @@ impl Weights {
     }
 
     fn config_at(&self, p: &str) -> Result<GeneratorConfig> {
-        let layout = if self
-            .tensors
-            .contains_key(&format!("{p}model.10.block.1.weight"))
-        {
+        let has = |key: String| {
+            self.tensors
+                .contains_key(&format!("{p}{}", weight_key(&key)))
+        };
+        let layout = if has(Layout::Seed.block_conv(0, 0)) {
             Layout::Seed
         } else {
             Layout::Official
         };
-        let key = match layout {
-            Layout::Seed => "block",
-            Layout::Official => "conv_block",
-        };
-        let blocks = (10..)
-            .take_while(|i| {
-                self.tensors
-                    .contains_key(&format!("{p}model.{i}.{key}.1.weight"))
-            })
-            .count();
-        let head = &self.tensors[&format!("{p}model.1.weight")];
+        let blocks = (0..).take_while(|&i| has(layout.block_conv(i, 0))).count();
+        let head_key = weight_key(&layout::layer(layout::HEAD));
+        let head = &self.tensors[&format!("{p}{head_key}")];
         let dims = head.dims();
         if dims.len() != 4 || dims[1] != 3 || dims[2] != 7 || dims[3] != 7 || dims[0] == 0 {
             return Err(Error::format_mem(format!(
-                "{}model.1.weight has shape {dims:?}; a generator's first layer is [ngf, 3, 7, 7]",
+                "{}{head_key} has shape {dims:?}; a generator's first layer is [ngf, 3, 7, 7]",
                 escape_text(p)
             )));
         }
@@ -230,7 +227,7 @@ impl Weights {
     /// The stored dtype of the generator's weights, for `info`.
     pub fn dtype(&self) -> Option<DType> {
         self.tensors
-            .get("model.1.weight")
+            .get(&weight_key(&layout::layer(layout::HEAD)))
             .map(|t| t.dtype())
             .or_else(|| {
                 let mut v: Vec<_> = self.tensors.iter().collect();
