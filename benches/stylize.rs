@@ -159,9 +159,9 @@ fn main() {
         "CPU: {}; threads {threads}; model load {:.0} ms (of which CPU packing {:.0} ms); \
          precision {}; median of {reps}",
         cpu_name(),
-        precision.name(),
         load * 1e3,
-        pack * 1e3
+        pack * 1e3,
+        precision.name(),
     );
     println!();
     println!("| size | fast s | GFLOP/s | candle s | fast vs candle | torch s | fast vs torch | fast peak RSS MiB |");
@@ -220,26 +220,28 @@ fn picture(dir: &std::path::Path, w: u32, h: u32) -> std::path::PathBuf {
 }
 
 /// Runs the CLI once; returns (seconds, peak RSS in MiB) of the child process.
-// `wait4` reaps the child (std's `wait` cannot report its resource usage).
-#[allow(clippy::zombie_processes)]
+///
+/// The peak comes from GNU time (`/usr/bin/time -f %M`), not from our own `wait4`: Linux
+/// carries a process's peak RSS across `exec` into the child of a (v)fork, so a child of
+/// this bench would report the bench's own peak.
 fn run_cli(args: &[&str]) -> (f64, f64) {
     let t = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_cyclegan"))
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss_kib %M"])
+        .arg(env!("CARGO_BIN_EXE_cyclegan"))
         .args(args)
         .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("the CLI starts");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child, writing only the two out-values passed by pointer.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+        .output()
+        .expect("/usr/bin/time runs (Debian: apt-get install time)");
     let secs = t.elapsed().as_secs_f64();
-    assert!(
-        pid > 0 && status == 0,
-        "cyclegan {args:?} failed (status {status})"
-    );
-    (secs, usage.ru_maxrss as f64 / 1024.0)
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cyclegan {args:?} failed: {err}");
+    let kib: f64 = err
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("maxrss_kib ")?.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    (secs, kib / 1024.0)
 }
 
 fn median_cli(reps: usize, args: &[&str]) -> (f64, f64) {
