@@ -4,28 +4,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use candle_core::{DType, Device, Module, Tensor};
-use common::{fixture, gradient_rgb, png_header_only, shared, TempDir};
-
-/// Small random-weight generator: fast enough for every test below.
-fn small_model() -> String {
-    fixture("el_ngf8_b9.safetensors")
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn cyclegan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cyclegan"))
-        .args(args)
-        .output()
-        .expect("runs the binary")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{cyclegan, fixture, gradient_rgb, png_header_only, s, shared, small_model, TempDir};
 
 /// Asserts a failure with one `error:` line that mentions `needle`.
 fn assert_error(out: &Output, needle: &str) {

@@ -4,27 +4,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{fixture, gradient_rgb, TempDir};
-
-fn small_model() -> String {
-    fixture("el_ngf8_b9.safetensors")
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn cyclegan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cyclegan"))
-        .args(args)
-        .output()
-        .expect("runs the binary")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{cyclegan, gradient_rgb, s, small_model, TempDir};
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()

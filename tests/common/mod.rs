@@ -255,3 +255,23 @@ pub fn run_engine(engine: &dyn cyclegan::engine::Engine, x: &Tensor, mut norm: N
     }
     Tensor::from_vec(out, (n, 3, h, w), &Device::Cpu).unwrap()
 }
+
+/// The small random-weight generator of the fixtures: fast enough for CLI tests.
+pub fn small_model() -> String {
+    fixture("el_ngf8_b9.safetensors")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Runs the `cyclegan` binary built for these tests.
+pub fn cyclegan(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cyclegan"))
+        .args(args)
+        .output()
+        .expect("runs the binary")
+}
+
+/// A path as the CLI takes it.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
