@@ -96,21 +96,15 @@ impl Engine for CandleEngine {
         (width * height) as u64 * self.config().ngf as u64 * BYTES_PER_PIXEL_FILTER
     }
 
+    // No `device_memory_free`: candle does not report a device's free memory, so the
+    // pipeline plans with its own budget (the GPU backend library reports it).
+
     fn resident_memory(&self) -> u64 {
         let c = self.config();
         let (n, b) = (c.ngf as u64, c.blocks as u64);
         // Parameters: 3x3 convolutions dominate (2 per block at 4 ngf squared).
         let params = 2 * b * 9 * 16 * n * n + 9 * (2 * n * n + 8 * n * n) * 2 + 2 * 49 * 3 * n;
         params * self.dtype.size_in_bytes() as u64
-    }
-
-    fn device_memory_free(&self) -> Option<u64> {
-        if self.device.is_cpu() {
-            return None;
-        }
-        // candle does not report a device's free memory; plan for what the pipeline's
-        // budget allows until a backend library reports it (GPU backend issue).
-        None
     }
 
     fn forward(

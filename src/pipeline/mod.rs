@@ -152,11 +152,11 @@ pub fn stylize(
         Some(input.try_resized(ww, wh)?)
     };
     let work_ref = work.as_ref().unwrap_or(input);
-    let work_bytes = 4 * work_ref.data.len() as u64;
-    let fixed = Fixed {
-        // The input, the working copy (when scaled) and the output being assembled.
-        held: 4 * input.data.len() as u64 + work_bytes * if native { 1 } else { 2 },
-    };
+    let fixed = Fixed::for_call(
+        4 * input.data.len() as u64,
+        4 * work_ref.data.len() as u64,
+        native,
+    );
     let styled = run_network(engine, work_ref, budget, fixed, opts, progress)?;
     let mut out = if native {
         styled
@@ -189,11 +189,10 @@ pub fn run_plan(model: &Model, width: u32, height: u32, opts: &StylizeOptions) -
     opts.validate()?;
     let (ww, wh) = opts.working_size(width, height);
     let (pw, ph) = (round_up4(ww as usize), round_up4(wh as usize));
+    // RGBA f32 (16 bytes a pixel): the largest an image of this size can be.
     let px = |w: u32, h: u32| (w as u64) * (h as u64) * 16;
     let native = (ww, wh) == (width, height);
-    let fixed = Fixed {
-        held: px(width, height) + px(ww, wh) * if native { 1 } else { 2 },
-    };
+    let fixed = Fixed::for_call(px(width, height), px(ww, wh), native);
     let budget = opts.max_memory.unwrap_or_else(default_budget);
     let tile = opts.tile.map(|t| t as usize);
     Ok(

@@ -31,6 +31,16 @@ pub(crate) struct Fixed {
     pub held: u64,
 }
 
+impl Fixed {
+    /// A stylize call's: the input, the working copy when the working size is not native,
+    /// and the output being assembled at the working size.
+    pub fn for_call(input_bytes: u64, work_bytes: u64, native: bool) -> Self {
+        Self {
+            held: input_bytes + work_bytes * if native { 1 } else { 2 },
+        }
+    }
+}
+
 /// How one working image is run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Plan {
