@@ -19,9 +19,10 @@ use rayon::prelude::*;
 
 use super::bf16::{self, PackedU};
 use super::buffer::Buf;
+use super::conv::OutShape;
 use super::matmul::matmul;
 use super::planes::Planes;
-use super::{MeasuredSums, OutShape};
+use super::stats::{channel_sums, merge_sums, MeasuredSums};
 
 /// Tiles per matrix product: bounds the scratch (`α² x TILES x c` floats each way) to
 /// about a megabyte at 256 channels, while each product still has 64 rows.
@@ -273,7 +274,7 @@ struct Geometry {
 
 /// The 3x3 stride-1 convolution of the padded `src` (border already filled) into `y`:
 /// `h x w` output pixels (rows of `wv = w`), bias not added, with the norm sums of
-/// [`super::conv`] when `measure`.
+/// [`super::conv::conv`] when `measure`.
 pub(super) fn conv(
     src: &Planes,
     t: Products,
@@ -346,12 +347,12 @@ pub(super) fn conv(
                 });
                 measure.then(|| {
                     let valid = ho.saturating_sub(ty0 * M).min(group * M);
-                    super::channel_sums(&out[..valid * wo * n], n)
+                    channel_sums(&out[..valid * wo * n], n)
                 })
             })
         })
         .collect();
-    (shape, measure.then(|| super::merge_sums(partials, n)))
+    (shape, measure.then(|| merge_sums(partials, n)))
 }
 
 #[cfg(test)]
@@ -625,7 +626,7 @@ mod tests {
     fn matches_direct_convolution() {
         for (h, w, cin, cout) in [(13, 10, 24, 40), (8, 21, 24, 40), (9, 9, 3, 17)] {
             let (src, wts) = case(h, w, cin, cout);
-            let packed = crate::engine::cpu::Packed {
+            let packed = crate::engine::cpu::packing::Packed {
                 k: 3,
                 stride: 1,
                 cin,
@@ -635,7 +636,7 @@ mod tests {
                 wino: None,
             };
             let mut yd = Buf::default();
-            let (sd, sums_d) = crate::engine::cpu::conv_direct(&src, &packed, &mut yd, true);
+            let (sd, sums_d) = crate::engine::cpu::direct::conv_direct(&src, &packed, &mut yd, true);
             let t = Transformed::new(&F4, &wts, cin, cout);
             let mut yw = Buf::default();
             let (sw, sums_w) = conv(&src, Products::F32(&t), &mut yw, true);
@@ -667,7 +668,7 @@ mod tests {
         };
         for (h, w, cin, cout) in [(13, 10, 24, 40), (9, 30, 64, 64), (9, 9, 3, 17)] {
             let (src, wts) = case(h, w, cin, cout);
-            let packed = crate::engine::cpu::Packed {
+            let packed = crate::engine::cpu::packing::Packed {
                 k: 3,
                 stride: 1,
                 cin,
@@ -677,7 +678,7 @@ mod tests {
                 wino: None,
             };
             let mut yd = Buf::default();
-            let (sd, _) = crate::engine::cpu::conv_direct(&src, &packed, &mut yd, false);
+            let (sd, _) = crate::engine::cpu::direct::conv_direct(&src, &packed, &mut yd, false);
             let t = Transformed::new(&F4, &wts, cin, cout);
             let mut u = PackedU::default();
             u.pack(A * A, cin, cout, bf16::SPLIT3, |xi| t.point(xi));

@@ -1,0 +1,214 @@
+//! A layer's weights packed at load: reordered so that one kernel row of taps is one
+//! matrix product over a contiguous run of input pixels, or, for a 3x3 stride-1 layer,
+//! kept as stored until its Winograd transform is needed.
+
+use std::sync::OnceLock;
+
+use candle_core::{DType, Tensor};
+use rayon::prelude::*;
+
+use super::bf16;
+use super::buffer::Buf;
+use super::winograd;
+use crate::error::{Error, Result};
+use crate::nn::conv::{Conv, ConvKind};
+
+/// One convolution's weights, packed for [`conv`].
+#[derive(Debug)]
+pub(super) struct Packed {
+    /// Kernel side.
+    pub(super) k: usize,
+    pub(super) stride: usize,
+    pub(super) cin: usize,
+    pub(super) cout: usize,
+    /// `[dy][dx][cin][cout]`: for each kernel row a `(k * cin) x cout` row-major matrix, so
+    /// one kernel row of taps is one matrix product over a contiguous run of input pixels.
+    /// Empty when `wino` holds the kernel instead.
+    pub(super) w: Buf,
+    pub(super) bias: Vec<f32>,
+    /// A 3x3 stride-1 layer's kernel, convolved the Winograd way.
+    pub(super) wino: Option<Wino>,
+}
+
+/// A 3x3 stride-1 kernel as stored, and its Winograd transform once the model keeps it.
+///
+/// Why not transform at load: the transforms are four times the kernel in f32, 176 MB for
+/// the seed generator, and on a virtual machine writing that much fresh memory took a
+/// third of a cold 256-pixel stylize (`perf record`: `clear_page_erms`). A model's first
+/// call transforms each layer into one reused buffer just before convolving with it; from
+/// the second call on, when the model is evidently being reused (tiles, a batch), each
+/// transform is made once and kept.
+#[derive(Debug)]
+pub(super) struct Wino {
+    /// Contiguous, f16 (the shipped styles: no copy) or f32.
+    pub(super) weight: Tensor,
+    pub(super) transposed: bool,
+    pub(super) kept: OnceLock<winograd::Transformed>,
+    /// The transform in bf16, kept likewise when bf16 products run.
+    pub(super) kept_bf16: OnceLock<bf16::PackedU>,
+}
+
+impl Wino {
+    /// Transforms the kernel into `into`; `f32s` is scratch for an f16 kernel's values,
+    /// converted in one vectorised pass first (per value, the conversion and the gather's
+    /// dispatch took most of a first call's transform time).
+    pub(super) fn transform(
+        &self,
+        cin: usize,
+        cout: usize,
+        into: &mut winograd::Transformed,
+        f32s: &mut Vec<f32>,
+    ) -> Result<()> {
+        let transposed = self.transposed;
+        with_source(&self.weight, |src| {
+            let w: &[f32] = match *src {
+                Source::F32(v) => v,
+                Source::F16(v) => {
+                    use half::slice::HalfFloatSliceExt;
+                    f32s.resize(v.len(), 0.0);
+                    f32s.par_chunks_mut(1 << 14)
+                        .zip(v.par_chunks(1 << 14))
+                        .for_each(|(d, s)| s.convert_to_f32_slice(d));
+                    f32s
+                }
+            };
+            into.fill(WINOGRAD, cin, cout, |p0, len, block| {
+                let stride = block.len() / 9;
+                for (j, p) in (p0..p0 + len).enumerate() {
+                    let (ci, co) = (p / cout, p % cout);
+                    // A pair's 9 taps are stored together; a transposed kernel flipped.
+                    if transposed {
+                        let taps = &w[(ci * cout + co) * 9..][..9];
+                        for (tap, &x) in taps.iter().rev().enumerate() {
+                            block[tap * stride + j] = x;
+                        }
+                    } else {
+                        let taps = &w[(co * cin + ci) * 9..][..9];
+                        for (tap, &x) in taps.iter().enumerate() {
+                            block[tap * stride + j] = x;
+                        }
+                    }
+                }
+            })
+        })
+    }
+}
+
+/// Index in a stored kernel tensor of tap (dy, dx) for input channel `ci` and output
+/// channel `co`.
+pub(super) fn tap_index(
+    transposed: bool,
+    k: usize,
+    cin: usize,
+    cout: usize,
+) -> impl Fn(usize, usize, usize, usize) -> usize {
+    move |dy, dx, ci, co| {
+        if transposed {
+            ((ci * cout + co) * k + (k - 1 - dy)) * k + (k - 1 - dx)
+        } else {
+            ((co * cin + ci) * k + dy) * k + dx
+        }
+    }
+}
+
+/// Runs `f` on the values of a contiguous f16 or f32 CPU tensor, read in place.
+pub(super) fn with_source<R>(wt: &Tensor, f: impl FnOnce(&Source) -> R) -> Result<R> {
+    let (storage, layout) = wt.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Err(Error::Compute(
+            "the CPU engine packs weights that live on the CPU".into(),
+        ));
+    };
+    let span = layout.start_offset()..layout.start_offset() + wt.elem_count();
+    let src = match wt.dtype() {
+        DType::F16 => Source::F16(&cpu.as_slice::<half::f16>()?[span]),
+        _ => Source::F32(&cpu.as_slice::<f32>()?[span]),
+    };
+    Ok(f(&src))
+}
+
+impl Packed {
+    pub(super) fn new(conv: &Conv) -> Result<Self> {
+        let wt = conv.weight();
+        let (d0, d1, k, k2) = wt.dims4()?;
+        if k != k2 {
+            return Err(Error::format_mem(format!("non-square kernel {k}x{k2}")));
+        }
+        let bias: Vec<f32> = conv.bias().to_dtype(DType::F32)?.to_vec1()?;
+        let (stride, cin, cout, transposed) = match conv.kind() {
+            ConvKind::Forward { stride, .. } => (stride, d1, d0, false),
+            // A stride-2 transposed convolution is a stride-1 convolution of the input
+            // dilated with zeros, with the kernel flipped and its channel axes swapped.
+            ConvKind::Transposed => (1, d0, d1, true),
+        };
+        // Read in place (f16 for the shipped styles) and convert while reordering: one pass
+        // and no intermediate copies, since loading is part of start-up.
+        let wt = match wt.dtype() {
+            DType::F16 | DType::F32 => wt.contiguous()?,
+            _ => wt.to_dtype(DType::F32)?.contiguous()?,
+        };
+        if !wt.device().is_cpu() {
+            return Err(Error::Compute(
+                "the CPU engine packs weights that live on the CPU".into(),
+            ));
+        }
+        if k == 3 && stride == 1 {
+            return Ok(Self {
+                k,
+                stride,
+                cin,
+                cout,
+                w: Buf::default(),
+                bias,
+                wino: Some(Wino {
+                    weight: wt,
+                    transposed,
+                    kept: OnceLock::new(),
+                    kept_bf16: OnceLock::new(),
+                }),
+            });
+        }
+        let at = tap_index(transposed, k, cin, cout);
+        let mut w = Buf::zeroed(k * k * cin * cout);
+        with_source(&wt, |src| {
+            let mut i = 0;
+            for dy in 0..k {
+                for dx in 0..k {
+                    for ci in 0..cin {
+                        for co in 0..cout {
+                            w[i] = src.at(at(dy, dx, ci, co));
+                            i += 1;
+                        }
+                    }
+                }
+            }
+        })?;
+        Ok(Self {
+            k,
+            stride,
+            cin,
+            cout,
+            w,
+            bias,
+            wino: None,
+        })
+    }
+}
+
+/// Stored weights, read as f32.
+pub(super) enum Source<'a> {
+    F16(&'a [half::f16]),
+    F32(&'a [f32]),
+}
+
+impl Source<'_> {
+    fn at(&self, i: usize) -> f32 {
+        match self {
+            Source::F16(v) => v[i].to_f32(),
+            Source::F32(v) => v[i],
+        }
+    }
+}
+
+/// The Winograd variant for the 3x3 stride-1 layers.
+pub(super) const WINOGRAD: &winograd::Variant = &winograd::F4;
