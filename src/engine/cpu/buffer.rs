@@ -107,6 +107,7 @@ impl Buf {
     }
 
     /// Makes the buffer exactly `n` zeros, reusing its allocation when it is large enough.
+    #[cfg(test)]
     pub fn reset(&mut self, n: usize) {
         if self.cap >= n {
             self.len = self.len.min(n);

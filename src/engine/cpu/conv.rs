@@ -6,7 +6,7 @@ use super::buffer::Buf;
 use super::direct::conv_direct;
 use super::packing::{Packed, WINOGRAD};
 use super::planes::Planes;
-use super::stats::measured_stat;
+use super::stats::{fold_phases, measured_stat};
 use super::winograd;
 use crate::engine::NormStat;
 use crate::error::Result;
@@ -51,7 +51,7 @@ pub(super) fn conv(
     let (shape, sums) = match (&layer.wino, work.bf16) {
         (Some(wino), Some(kernel)) => {
             let points = (WINOGRAD.m + 2) * (WINOGRAD.m + 2);
-            let (cin, cout) = (layer.cin, layer.cout);
+            let (cin, cout) = (layer.cin, layer.conv_cout());
             let u = match wino.kept_bf16.get() {
                 Some(u) => u,
                 None if work.keep => {
@@ -89,12 +89,12 @@ pub(super) fn conv(
                 Some(t) => t,
                 None if work.keep => {
                     let mut t = winograd::Transformed::default();
-                    wino.transform(layer.cin, layer.cout, &mut t, &mut Vec::new())?;
+                    wino.transform(layer.cin, layer.conv_cout(), &mut t, &mut Vec::new())?;
                     // A concurrent call may have kept its own first: either serves.
                     wino.kept.get_or_init(|| t)
                 }
                 None => {
-                    wino.transform(layer.cin, layer.cout, &mut work.u, &mut work.f32s)?;
+                    wino.transform(layer.cin, layer.conv_cout(), &mut work.u, &mut work.f32s)?;
                     &work.u
                 }
             };
@@ -102,5 +102,6 @@ pub(super) fn conv(
         }
         (None, _) => conv_direct(src, layer, y, measure),
     };
+    let sums = sums.map(|s| fold_phases(s, layer.phases));
     Ok((shape, sums.map(|s| measured_stat(s, &layer.bias))))
 }

@@ -8,9 +8,9 @@ use rayon::prelude::*;
 
 use super::bf16;
 use super::bf16_kernel_for;
-use super::conv::{conv, OutShape, Work};
-use super::packing::{Packed, WINOGRAD};
-use super::place::{add_normalized, normalize_into, place_copy, reset_for, Place};
+use super::conv::{conv, Work};
+use super::packing::{Packed, Upsampling, WINOGRAD};
+use super::place::{add_normalized, normalize_into, Place};
 use super::planes::Planes;
 use super::stats::affine;
 use crate::engine::{check_input, LayerProgress, Precision, Stats, StatsCursor};
@@ -24,16 +24,18 @@ pub struct CpuGenerator {
     layers: Layers,
     /// The last call's working buffers, reused by the next one: fresh pages cost as much
     /// as a layer's arithmetic on a virtual machine, and a tiled stylize runs the network
-    /// hundreds of times. Holds about 830 bytes per pixel of the largest tile seen (0.2 GB
-    /// at the default tile) until the model is dropped; concurrent calls beyond the first
+    /// hundreds of times. Holds about 590 bytes per pixel of the largest image or tile
+    /// seen ([`CpuGenerator::memory_for`]) until the model is dropped; concurrent calls
+    /// beyond the first
     /// use buffers of their own.
     cache: Mutex<Option<Activations>>,
     /// Forward calls so far: the second one starts keeping Winograd transforms.
     calls: AtomicUsize,
 }
 
-/// The seed's ResNet generator, layer by layer (the official layout differs only in how
-/// the up layers place their input: [`Place::Dilate`] instead of [`Place::Upsample`]).
+/// The ResNet generator, layer by layer. The up layers are packed as phase layers
+/// ([`Packed::phases`]), the seed's after a nearest upsampling, the official layout's as
+/// transposed convolutions.
 #[derive(Debug)]
 struct Layers {
     /// Reflection pad 3, 7x7 convolution from RGB to `ngf` channels.
@@ -42,7 +44,8 @@ struct Layers {
     down: [Packed; 2],
     /// The residual blocks at a quarter of the resolution.
     blocks: Vec<Block>,
-    /// Two 3x3 convolutions on the doubled grid, halving the channels each.
+    /// Two 3x3 convolutions on the doubled grid, halving the channels each, run as phase
+    /// layers on the grid before doubling.
     up: [Packed; 2],
     /// Reflection pad 3, 7x7 convolution to RGB, then tanh.
     tail: Packed,
@@ -112,16 +115,15 @@ struct Activations {
 const SCRATCH_BYTES: u64 = 48 << 20;
 
 /// Floats of the two activation buffers for a `w` x `h` image: `p` at its largest use
-/// (the second up layer's input, on the full grid with twice the filters) and `q` (a
-/// residual block's middle activation, at a sixteenth of the pixels).
+/// (the head's output, or the tail's padded input) and `q` (a residual block's middle
+/// activation, at a sixteenth of the pixels).
 pub fn activation_lens(w: usize, h: usize, ngf: usize) -> (usize, usize) {
     let (h2, w2, h4, w4) = (h / 2, w / 2, h / 4, w / 4);
     let p = [
         Planes::len_for(h, w, 3, 3),
         Planes::len_for(h, w, ngf, 1),
         Planes::len_for(h2, w2, 2 * ngf, 1),
-        Planes::len_for(h2, w2, 4 * ngf, 1),
-        Planes::len_for(h, w, 2 * ngf, 1),
+        Planes::len_for(h4, w4, 4 * ngf, 1),
         Planes::len_for(h, w, ngf, 3),
     ]
     .into_iter()
@@ -133,11 +135,23 @@ pub fn activation_lens(w: usize, h: usize, ngf: usize) -> (usize, usize) {
 impl CpuGenerator {
     pub fn new(generator: &Generator) -> Result<Self> {
         let config = generator.config();
+        let up = match config.layout {
+            Layout::Seed => Upsampling::Nearest,
+            Layout::Official => Upsampling::Dilated,
+        };
         // Layers pack independently: in parallel, since loading is part of start-up.
-        let packed = generator
-            .convs()
+        let convs = generator.convs();
+        let ups = convs.len().saturating_sub(3)..convs.len().saturating_sub(1);
+        let packed = convs
             .into_par_iter()
-            .map(Packed::new)
+            .enumerate()
+            .map(|(i, conv)| {
+                if ups.contains(&i) {
+                    Packed::phases(conv, up)
+                } else {
+                    Packed::new(conv)
+                }
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             config,
@@ -153,10 +167,12 @@ impl CpuGenerator {
     pub fn memory_for(&self, width: usize, height: usize) -> u64 {
         let (w, h, ngf) = (width, height, self.config.ngf);
         let (p, q) = activation_lens(w, h, ngf);
+        // Head; first down layer; the up layers' four phases.
         let y = [
             (h, w + 6, ngf),
-            (h, w + 2, ngf),
             (h / 2, w / 2 + 2, 2 * ngf),
+            (h / 4, w / 4 + 2, 4 * 2 * ngf),
+            (h / 2, w / 2 + 2, 4 * ngf),
         ]
         .iter()
         .map(|&(r, c, ch)| r * c * ch)
@@ -174,12 +190,14 @@ impl CpuGenerator {
             .map(|l| {
                 let stored = l.w.len() + l.bias.len();
                 let a = WINOGRAD.m + 2;
-                let wino = l.wino.as_ref().map_or(0, |_| a * a * l.cin * l.cout);
+                let wino = l.wino.as_ref().map_or(0, |_| a * a * l.cin * l.conv_cout());
                 // The transforms auto keeps: bf16 (hi and lo parts, about the f32 size)
                 // where this CPU runs bf16 products, f32 elsewhere. A model used at both
                 // precisions keeps both.
                 let wino = match (&l.wino, bf16::kernel()) {
-                    (Some(_), Some(_)) => bf16::PackedU::bytes(a * a, l.cin, l.cout, bf16::SPLIT3),
+                    (Some(_), Some(_)) => {
+                        bf16::PackedU::bytes(a * a, l.cin, l.conv_cout(), bf16::SPLIT3)
+                    }
                     _ => 4 * wino,
                 };
                 (4 * stored + wino) as u64
@@ -218,10 +236,6 @@ impl CpuGenerator {
         };
         let ngf = self.config.ngf;
         let layers = &self.layers;
-        let up_place = match self.config.layout {
-            Layout::Seed => Place::Upsample,
-            Layout::Official => Place::Dilate,
-        };
         let mut act = self
             .cache
             .lock()
@@ -238,7 +252,7 @@ impl CpuGenerator {
         }
         // `p` holds the layer-to-layer activations: each layer writes its normalized output
         // over its own input, which the convolution (into `y`) has finished reading. Sized
-        // once for its largest use (the first up layer's placed output) and kept across
+        // once for its largest use and kept across
         // calls, it takes no page faults after the first call; `q` holds the residual
         // blocks' middle activation, at a sixteenth of the pixels.
         let (p_len, q_len) = activation_lens(w, h, ngf);
@@ -251,7 +265,7 @@ impl CpuGenerator {
         p.fill_from_planar(x);
         p.reflect_border();
         let s = self.norm_in_place(p, &layers.head, work, norms, Place::Same, 1)?;
-        debug_assert_eq!((s.ho, s.wo), (h, w));
+        debug_assert_eq!(s, (h, w));
         steps.step()?;
         for layer in &layers.down {
             self.norm_in_place(p, layer, work, norms, Place::Same, 1)?;
@@ -274,17 +288,14 @@ impl CpuGenerator {
             steps.step()?;
         }
 
-        // Upsampling: the first up layer's input is the residual sum itself, placed on the
-        // doubled grid (from a copy in `q`, since it goes into `p`); the second's is the
-        // first's normalized output, placed likewise. At the peak `p` holds 512 bytes per
-        // output pixel and `y` 256.
-        q.copy_from(p);
-        reset_for(p, up_place, 2 * q.h, 2 * q.w, q.c, 1);
-        place_copy(q, p, up_place);
-        self.norm_in_place(p, &layers.up[0], work, norms, up_place, 1)?;
-
+        // Upsampling: each up layer convolves its input before doubling (zero-padded, so
+        // the residual sum's reflected border is zeroed) into its four output phases, which
+        // the norm interleaves onto the doubled grid. At the peak `p` and `y` each hold 256
+        // bytes per output pixel.
+        p.zero_border();
+        self.norm_in_place(p, &layers.up[0], work, norms, Place::Phases, 1)?;
         steps.step()?;
-        self.norm_in_place(p, &layers.up[1], work, norms, Place::Same, 3)?;
+        self.norm_in_place(p, &layers.up[1], work, norms, Place::Phases, 3)?;
         steps.step()?;
         p.reflect_border();
         debug_assert_eq!((p.h, p.w, p.c), (h, w, ngf));
@@ -318,7 +329,7 @@ impl CpuGenerator {
         norms: &mut StatsCursor,
         place: Place,
         pad: usize,
-    ) -> Result<OutShape> {
+    ) -> Result<(usize, usize)> {
         let out = conv(p, layer, work, norms.measures())?;
         normalize_into(layer, out, &work.y, norms, p, place, pad)
     }

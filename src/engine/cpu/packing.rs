@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use super::bf16;
@@ -28,6 +28,40 @@ pub(super) struct Packed {
     pub(super) bias: Vec<f32>,
     /// A 3x3 stride-1 layer's kernel, convolved the Winograd way.
     pub(super) wino: Option<Wino>,
+    /// 1, or 4 for an up layer run as [`Packed::phases`]: its convolution has
+    /// `phases * cout` output channels, phase-major.
+    pub(super) phases: usize,
+}
+
+/// How an up layer's input reaches the doubled grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Upsampling {
+    /// Each pixel as a 2x2 block, then a 3x3 convolution: the seed's layout.
+    Nearest,
+    /// Each pixel at even coordinates, zeros between, then the flipped kernel: a stride-2
+    /// transposed convolution (the official layout).
+    Dilated,
+}
+
+impl Upsampling {
+    /// `M[a][t][d]`: the weight of the stored kernel's tap `d` (along one axis) in tap `t`
+    /// of output phase `a`'s kernel over the un-upsampled input (rows `i - 1, i, i + 1`
+    /// for output row `2 i + a`). Nearest: output row `2 i` reads upsampled rows `2 i - 1,
+    /// 2 i, 2 i + 1`, which are input rows `i - 1, i, i`. Dilated: only even rows of the
+    /// dilated grid hold input, so row `2 i` sees input row `i` through tap 1 alone, and
+    /// row `2 i + 1` input rows `i` and `i + 1` through taps 0 and 2.
+    fn taps(self) -> [[[f32; 3]; 3]; 2] {
+        match self {
+            Upsampling::Nearest => [
+                [[1., 0., 0.], [0., 1., 1.], [0., 0., 0.]],
+                [[0., 0., 0.], [1., 1., 0.], [0., 0., 1.]],
+            ],
+            Upsampling::Dilated => [
+                [[0., 0., 0.], [0., 1., 0.], [0., 0., 0.]],
+                [[0., 0., 0.], [1., 0., 0.], [0., 0., 1.]],
+            ],
+        }
+    }
 }
 
 /// A 3x3 stride-1 kernel as stored, and its Winograd transform once the model keeps it.
@@ -166,6 +200,7 @@ impl Packed {
                     kept: OnceLock::new(),
                     kept_bf16: OnceLock::new(),
                 }),
+                phases: 1,
             });
         }
         let at = tap_index(transposed, k, cin, cout);
@@ -191,7 +226,71 @@ impl Packed {
             w,
             bias,
             wino: None,
+            phases: 1,
         })
+    }
+
+    /// An up layer (an upsampling, then a 3x3 convolution with zero padding 1) as one
+    /// 3x3 convolution of the input before upsampling, with an output channel per
+    /// channel and output phase `(a, b)` (output pixel `(2 i + a, 2 j + b)`).
+    ///
+    /// Why: the upsampled input is four times the input, and the largest buffer of a
+    /// forward pass (512 bytes per output pixel at the seed's second up layer); the phases
+    /// need none, so a tile of the same memory is larger. The arithmetic is the same for
+    /// nearest upsampling and a quarter for a dilated input, whose zeros are skipped.
+    pub(super) fn phases(conv: &Conv, up: Upsampling) -> Result<Self> {
+        let plain = Self::new(conv)?;
+        let Some(wino) = plain.wino.as_ref().filter(|_| plain.k == 3) else {
+            return Err(Error::format_mem(format!(
+                "an up layer must be a 3x3 stride-1 convolution, not {k}x{k} stride {s}",
+                k = plain.k,
+                s = plain.stride
+            )));
+        };
+        let (cin, cout) = (plain.cin, plain.cout);
+        let at = tap_index(wino.transposed, 3, cin, cout);
+        let m = up.taps();
+        let mut kernel = vec![0f32; 4 * cout * cin * 9];
+        with_source(&wino.weight, |src| {
+            // One output channel of one phase per chunk: its `cin` 3x3 kernels.
+            kernel
+                .par_chunks_mut(cin * 9)
+                .enumerate()
+                .for_each(|(pc, out)| {
+                    let (phase, co) = (pc / cout, pc % cout);
+                    let (ma, mb) = (&m[phase / 2], &m[phase % 2]);
+                    for (ci, k) in out.chunks_exact_mut(9).enumerate() {
+                        let tap = |dy: usize, dx: usize| src.at(at(dy, dx, ci, co));
+                        let taps = [0, 1, 2].map(|dy| [0, 1, 2].map(|dx| tap(dy, dx)));
+                        for (t, v) in k.iter_mut().enumerate() {
+                            let (ty, tx) = (t / 3, t % 3);
+                            let mut acc = 0.0;
+                            for (dy, row) in taps.iter().enumerate() {
+                                for (dx, &w) in row.iter().enumerate() {
+                                    acc += ma[ty][dy] * mb[tx][dx] * w;
+                                }
+                            }
+                            *v = acc;
+                        }
+                    }
+                })
+        })?;
+        let weight = Tensor::from_vec(kernel, (4 * cout, cin, 3, 3), &Device::Cpu)?;
+        Ok(Self {
+            wino: Some(Wino {
+                weight,
+                transposed: false,
+                kept: OnceLock::new(),
+                kept_bf16: OnceLock::new(),
+            }),
+            phases: 4,
+            ..plain
+        })
+    }
+
+    /// Output channels of the convolution itself: `cout` per phase.
+    pub(super) fn conv_cout(&self) -> usize {
+        self.phases * self.cout
     }
 }
 

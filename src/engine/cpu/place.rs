@@ -16,14 +16,14 @@ use crate::error::Result;
 pub(super) enum Place {
     /// Pixel for pixel.
     Same,
-    /// Each pixel as a 2x2 block: the seed's nearest upsampling.
-    Upsample,
-    /// Each pixel at even coordinates, zeros between: a transposed convolution's input.
-    Dilate,
+    /// A phase layer's output ([`Packed::phases`]): channel block `2 a + b` of pixel
+    /// `(i, j)` is output pixel `(2 i + a, 2 j + b)`.
+    Phases,
 }
 
 /// Instance norm and ReLU of `layer`'s convolution output `(shape, measured)` in `y`,
 /// written into `dst` (reset to the right size with a zero border of `pad`) as `place` says.
+/// Returns the shape written.
 pub(super) fn normalize_into(
     layer: &Packed,
     (s, measured): (OutShape, Option<NormStat>),
@@ -32,94 +32,45 @@ pub(super) fn normalize_into(
     dst: &mut Planes,
     place: Place,
     pad: usize,
-) -> Result<OutShape> {
+) -> Result<(usize, usize)> {
     let (scale, shift) = affine(layer, measured, norms)?;
     let grow = if place == Place::Same { 1 } else { 2 };
-    reset_for(dst, place, grow * s.ho, grow * s.wo, s.c, pad);
-    place_normalized(y, s, &scale, &shift, dst, place);
-    Ok(s)
-}
-
-/// Writes `relu(y * scale + shift)` into `dst`'s interior as `place` says; `dst` must have
-/// been reset (its zeros are the padding and the dilation's gaps).
-pub(super) fn place_normalized(
-    y: &[f32],
-    s: OutShape,
-    scale: &[f32],
-    shift: &[f32],
-    dst: &mut Planes,
-    place: Place,
-) {
-    place_rows(dst, place, s.wo, &|r, out: &mut [f32]| {
-        let src = &y[r * s.wv * s.c..][..s.wo * s.c];
-        for (o, px) in out.chunks_exact_mut(s.c).zip(src.chunks_exact(s.c)) {
-            for (((o, &v), &a), &b) in o.iter_mut().zip(px).zip(scale).zip(shift) {
-                *o = (v * a + b).max(0.0);
-            }
-        }
-    });
-}
-
-/// Re-shapes `dst` for [`place_rows`] with `place`, zeroing what that leaves unwritten.
-pub(super) fn reset_for(dst: &mut Planes, place: Place, h: usize, w: usize, c: usize, pad: usize) {
-    match place {
-        Place::Same | Place::Upsample => dst.reset_border(h, w, c, pad),
-        Place::Dilate => dst.reset(h, w, c, pad),
-    }
-}
-
-/// Copies `src`'s interior into `dst`'s as `place` says.
-pub(super) fn place_copy(src: &Planes, dst: &mut Planes, place: Place) {
-    place_rows(dst, place, src.w, &|r, out: &mut [f32]| {
-        out.copy_from_slice(src.interior_row(r));
-    });
-}
-
-/// Fills `dst`'s interior rows in parallel from source rows of `src_w` pixels that `row`
-/// computes into its buffer.
-pub(super) fn place_rows(
-    dst: &mut Planes,
-    place: Place,
-    src_w: usize,
-    row: &(dyn Fn(usize, &mut [f32]) + Sync),
-) {
-    let (pad, c, h) = (dst.pad, dst.c, dst.h);
-    let (rl, hp) = (dst.row_len(), dst.hp());
+    let (h, w, c) = (grow * s.ho, grow * s.wo, layer.cout);
+    dst.reset_border(h, w, c, pad);
+    let (pad, rl, hp) = (dst.pad, dst.row_len(), dst.hp());
     let body = &mut dst.data[..hp * rl];
     body.par_chunks_mut(rl)
         .enumerate()
         .skip(pad)
         .take(h)
-        .for_each_init(
-            // A source row to spread out; rayon calls this per split, so `Same`, which
-            // needs none, allocates nothing.
-            Vec::new,
-            |buf: &mut Vec<f32>, (pr, drow)| {
-                let r = pr - pad;
-                let interior = &mut drow[pad * c..];
-                if place != Place::Same {
-                    buf.resize(src_w * c, 0.0);
+        .for_each(|(pr, drow)| {
+            let r = pr - pad;
+            let out = &mut drow[pad * c..][..w * c];
+            let normalize = |o: &mut [f32], px: &[f32]| {
+                for (((o, &v), &a), &b) in o.iter_mut().zip(px).zip(&scale).zip(&shift) {
+                    *o = (v * a + b).max(0.0);
                 }
-                match place {
-                    Place::Same => row(r, &mut interior[..src_w * c]),
-                    Place::Upsample => {
-                        row(r / 2, buf);
-                        for (x, px) in buf.chunks_exact(c).enumerate() {
-                            interior[2 * x * c..][..c].copy_from_slice(px);
-                            interior[(2 * x + 1) * c..][..c].copy_from_slice(px);
-                        }
-                    }
-                    Place::Dilate => {
-                        if r % 2 == 0 {
-                            row(r / 2, buf);
-                            for (x, px) in buf.chunks_exact(c).enumerate() {
-                                interior[2 * x * c..][..c].copy_from_slice(px);
-                            }
-                        }
+            };
+            match place {
+                Place::Same => {
+                    let src = &y[r * s.wv * c..][..w * c];
+                    for (o, px) in out.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+                        normalize(o, px);
                     }
                 }
-            },
-        );
+                Place::Phases => {
+                    // Row 2 i + a holds phases (a, 0) and (a, 1) of source row i, alternating.
+                    let a = r % 2;
+                    let src = &y[(r / 2) * s.wv * s.c..][..s.wo * s.c];
+                    for (pair, px) in out.chunks_exact_mut(2 * c).zip(src.chunks_exact(s.c)) {
+                        let phases = &px[2 * a * c..][..2 * c];
+                        normalize(&mut pair[..c], &phases[..c]);
+                        normalize(&mut pair[c..], &phases[c..]);
+                    }
+                }
+            }
+        });
+    Ok((h, w))
 }
 
 /// The residual add: `dst += y * scale + shift` over `dst`'s interior.

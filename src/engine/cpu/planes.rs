@@ -41,14 +41,8 @@ impl Planes {
         self.data.reserve(n);
     }
 
-    /// Becomes a copy of `src`, border included.
-    pub fn copy_from(&mut self, src: &Planes) {
-        (self.h, self.w, self.c, self.pad) = (src.h, src.w, src.c, src.pad);
-        self.data.resize_scratch(src.data.len());
-        self.data.copy_from_slice(&src.data);
-    }
-
     /// Re-shapes the buffer and zeroes it, keeping its allocation.
+    #[cfg(test)]
     pub fn reset(&mut self, h: usize, w: usize, c: usize, pad: usize) {
         (self.h, self.w, self.c, self.pad) = (h, w, c, pad);
         self.data.reset(Self::len_for(h, w, c, pad));
@@ -71,9 +65,10 @@ impl Planes {
         }
     }
 
-    /// The `w * c` interior values of row `r`.
-    pub fn interior_row(&self, r: usize) -> &[f32] {
-        &self.data[((self.pad + r) * self.wp() + self.pad) * self.c..][..self.w * self.c]
+    /// Zeroes the border and the slack, keeping the interior: a reflected border becomes a
+    /// zero padding.
+    pub fn zero_border(&mut self) {
+        self.reset_border(self.h, self.w, self.c, self.pad);
     }
 
     /// Loads planar `c x h x w` data into the interior.

@@ -72,3 +72,18 @@ pub(super) fn measured_stat((sum, sq, count): MeasuredSums, bias: &[f32]) -> Nor
         .unzip();
     NormStat { mean, var }
 }
+
+/// A phase layer's sums over its `phases * n` channels (phase-major) as the sums of its `n`
+/// channels: the norm is over every output pixel, whichever phase made it.
+pub(super) fn fold_phases((sum, sq, count): MeasuredSums, phases: usize) -> MeasuredSums {
+    if phases == 1 {
+        return (sum, sq, count);
+    }
+    let n = sum.len() / phases;
+    let fold = |v: &[f64]| -> Vec<f64> {
+        (0..n)
+            .map(|ch| v.iter().skip(ch).step_by(n).sum())
+            .collect()
+    };
+    (fold(&sum), fold(&sq), count * phases)
+}

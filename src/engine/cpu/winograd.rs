@@ -634,9 +634,11 @@ mod tests {
                 w: Buf::from_slice(&wts),
                 bias: vec![0.0; cout],
                 wino: None,
+                phases: 1,
             };
             let mut yd = Buf::default();
-            let (sd, sums_d) = crate::engine::cpu::direct::conv_direct(&src, &packed, &mut yd, true);
+            let (sd, sums_d) =
+                crate::engine::cpu::direct::conv_direct(&src, &packed, &mut yd, true);
             let t = Transformed::new(&F4, &wts, cin, cout);
             let mut yw = Buf::default();
             let (sw, sums_w) = conv(&src, Products::F32(&t), &mut yw, true);
@@ -676,6 +678,7 @@ mod tests {
                 w: Buf::from_slice(&wts),
                 bias: vec![0.0; cout],
                 wino: None,
+                phases: 1,
             };
             let mut yd = Buf::default();
             let (sd, _) = crate::engine::cpu::direct::conv_direct(&src, &packed, &mut yd, false);
