@@ -137,7 +137,7 @@ fn photo(weights: &Weights, backend: Backend) -> cyclegan::Result<()> {
     };
     let ((gpu, tg), (cpu, tc)) = (run(backend)?, run(Backend::Cpu)?);
     let levels = |p: &cyclegan::Pixels| {
-        p.data
+        p.data()
             .iter()
             .map(|v| (v * 255.0).round())
             .collect::<Vec<_>>()
@@ -157,7 +157,8 @@ fn photo(weights: &Weights, backend: Backend) -> cyclegan::Result<()> {
     println!(
         "rocket.jpg {}x{}, default options: device {tg:.2} s, CPU {tc:.2} s; \
          max {worst} levels apart, mean {mean:.3}",
-        pixels.width, pixels.height
+        pixels.width(),
+        pixels.height()
     );
     Ok(())
 }

@@ -393,13 +393,7 @@ fn from_dynamic(img: DynamicImage) -> Result<Pixels> {
         ),
     };
     let (channels, data) = expanded?;
-    Ok(Pixels {
-        width,
-        height,
-        channels,
-        depth,
-        data,
-    })
+    Pixels::from_parts(width, height, channels, depth, data)
 }
 
 /// Picks the output format from the extension, because that is what users (and every
@@ -611,46 +605,38 @@ pub fn encode_image_with_quality(
     format: ImageFormat,
     jpeg_quality: u8,
 ) -> Result<Vec<u8>> {
-    if !p.is_consistent() || p.width == 0 || p.height == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "image is {}x{} with {} channels but holds {} samples",
-            p.width,
-            p.height,
-            p.channels,
-            p.data.len()
-        )));
-    }
     let max_side = match format {
         ImageFormat::Jpeg => 65_535,
         ImageFormat::WebP => 16_383,
         _ => u32::MAX,
     };
-    if p.width > max_side || p.height > max_side {
+    if p.width() > max_side || p.height() > max_side {
         return Err(Error::Unsupported(format!(
             "{format:?} cannot store a {}x{} image (at most {max_side} pixels a side); use PNG or TIFF",
-            p.width, p.height
+            p.width(), p.height()
         )));
     }
-    let (w, h) = (p.width, p.height);
+    let (w, h) = (p.width(), p.height());
     let alpha = p.has_alpha();
-    let wide = matches!(format, ImageFormat::Png | ImageFormat::Tiff) && p.depth != BitDepth::Eight;
+    let wide =
+        matches!(format, ImageFormat::Png | ImageFormat::Tiff) && p.depth() != BitDepth::Eight;
     let bad = || Error::InvalidArgument("image buffer does not match its size".into());
     let img = if format == ImageFormat::Jpeg {
         let rgb: Vec<u8> = p
-            .data
-            .chunks_exact(usize::from(p.channels))
+            .data()
+            .chunks_exact(usize::from(p.channels()))
             .flat_map(|px| px[..3].iter().map(|&v| to_u8(v)))
             .collect();
         DynamicImage::ImageRgb8(ImageBuffer::from_raw(w, h, rgb).ok_or_else(bad)?)
     } else if wide {
-        let raw: Vec<u16> = p.data.iter().map(|&v| to_u16(v)).collect();
+        let raw: Vec<u16> = p.data().iter().map(|&v| to_u16(v)).collect();
         if alpha {
             DynamicImage::ImageRgba16(ImageBuffer::from_raw(w, h, raw).ok_or_else(bad)?)
         } else {
             DynamicImage::ImageRgb16(ImageBuffer::from_raw(w, h, raw).ok_or_else(bad)?)
         }
     } else {
-        let raw: Vec<u8> = p.data.iter().map(|&v| to_u8(v)).collect();
+        let raw: Vec<u8> = p.data().iter().map(|&v| to_u8(v)).collect();
         if alpha {
             DynamicImage::ImageRgba8(ImageBuffer::from_raw(w, h, raw).ok_or_else(bad)?)
         } else {
@@ -718,7 +704,7 @@ mod tests {
     /// Exactly representable samples for `depth`, varied enough to catch channel mix-ups.
     fn pattern(w: u32, h: u32, channels: u8, depth: BitDepth) -> Pixels {
         let mut p = Pixels::new(w, h, channels, depth).unwrap();
-        for (i, v) in p.data.iter_mut().enumerate() {
+        for (i, v) in p.data_mut().iter_mut().enumerate() {
             *v = match depth {
                 BitDepth::Eight => from_u8((i * 37 % 256) as u8),
                 _ => from_u16((i * 7919 % 65536) as u16),
@@ -733,9 +719,9 @@ mod tests {
         for y in 0..h {
             for x in 0..w {
                 let i = ((y * w + x) * 3) as usize;
-                p.data[i] = from_u8((x * 255 / w) as u8);
-                p.data[i + 1] = from_u8((y * 255 / h) as u8);
-                p.data[i + 2] = from_u8(128);
+                p.data_mut()[i] = from_u8((x * 255 / w) as u8);
+                p.data_mut()[i + 1] = from_u8((y * 255 / h) as u8);
+                p.data_mut()[i + 2] = from_u8(128);
             }
         }
         p
@@ -795,9 +781,9 @@ mod tests {
     }
 
     fn max_abs_diff(a: &Pixels, b: &Pixels) -> f32 {
-        a.data
+        a.data()
             .iter()
-            .zip(&b.data)
+            .zip(b.data())
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max)
     }
@@ -823,14 +809,14 @@ mod tests {
     #[test]
     fn float_depth_is_written_as_16bit() {
         let mut p = pattern(6, 5, 4, BitDepth::Float);
-        p.data
+        p.data_mut()
             .iter_mut()
             .enumerate()
             .for_each(|(i, v)| *v = (i as f32 * 0.0123) % 1.0);
         for format in [ImageFormat::Png, ImageFormat::Tiff] {
             let q = decode_image(&encode_image(&p, format).unwrap(), &limits()).unwrap();
-            assert_eq!(q.depth, BitDepth::Sixteen);
-            assert_eq!(q.channels, 4);
+            assert_eq!(q.depth(), BitDepth::Sixteen);
+            assert_eq!(q.channels(), 4);
             assert!(max_abs_diff(&p, &q) <= 0.5 / 65535.0 + 1e-7);
         }
     }
@@ -859,22 +845,22 @@ mod tests {
         let p = smooth(64, 48);
         let q = decode_image(&encode_image(&p, ImageFormat::Jpeg).unwrap(), &limits()).unwrap();
         assert_eq!(
-            (q.width, q.height, q.channels, q.depth),
+            (q.width(), q.height(), q.channels(), q.depth()),
             (64, 48, 3, BitDepth::Eight)
         );
         let mean = p
-            .data
+            .data()
             .iter()
-            .zip(&q.data)
+            .zip(q.data())
             .map(|(a, b)| (a - b).abs())
             .sum::<f32>()
-            / p.data.len() as f32;
+            / p.data().len() as f32;
         assert!(mean < 2.0 / 255.0, "mean error {mean}");
 
         let mut rgba = pattern(8, 8, 4, BitDepth::Sixteen);
-        rgba.data.iter_mut().for_each(|v| *v = 0.5);
+        rgba.data_mut().iter_mut().for_each(|v| *v = 0.5);
         let q = decode_image(&encode_image(&rgba, ImageFormat::Jpeg).unwrap(), &limits()).unwrap();
-        assert_eq!((q.channels, q.depth), (3, BitDepth::Eight));
+        assert_eq!((q.channels(), q.depth()), (3, BitDepth::Eight));
     }
 
     #[test]
@@ -888,7 +874,7 @@ mod tests {
         // 16-bit input is written at 8 bits: the closest 8-bit value comes back.
         let p = pattern(4, 4, 4, BitDepth::Sixteen);
         let q = decode_image(&encode_image(&p, ImageFormat::WebP).unwrap(), &limits()).unwrap();
-        assert_eq!(q.depth, BitDepth::Eight);
+        assert_eq!(q.depth(), BitDepth::Eight);
         assert!(max_abs_diff(&p, &q) <= 0.5 / 255.0 + 1e-6);
     }
 
@@ -901,7 +887,7 @@ mod tests {
             .write_with_encoder(PngEncoder::new(&mut bytes))
             .unwrap();
         let p = decode_image(&bytes, &limits()).unwrap();
-        assert_eq!((p.channels, p.depth), (3, BitDepth::Eight));
+        assert_eq!((p.channels(), p.depth()), (3, BitDepth::Eight));
         assert_eq!(p.get(2, 1, 0), from_u8(107));
         assert_eq!(p.get(2, 1, 1), from_u8(107));
         assert_eq!(p.get(2, 1, 2), from_u8(107));
@@ -914,9 +900,9 @@ mod tests {
             .write_with_encoder(PngEncoder::new(&mut bytes))
             .unwrap();
         let p = decode_image(&bytes, &limits()).unwrap();
-        assert_eq!((p.channels, p.depth), (4, BitDepth::Sixteen));
+        assert_eq!((p.channels(), p.depth()), (4, BitDepth::Sixteen));
         assert_eq!(
-            &p.data[4..8],
+            &p.data()[4..8],
             &[
                 from_u16(1000),
                 from_u16(1000),
@@ -938,7 +924,7 @@ mod tests {
                 } else {
                     [0.0, 0.0, 1.0]
                 };
-                p.data[i..i + 3].copy_from_slice(&px);
+                p.data_mut()[i..i + 3].copy_from_slice(&px);
             }
         }
         let jpeg = encode_image(&p, ImageFormat::Jpeg).unwrap();
@@ -971,7 +957,7 @@ mod tests {
         fs::write(&path, jpeg_with_orientation_6()).unwrap();
         let p = read_image(&path, &limits()).unwrap();
         assert_eq!(
-            (p.width, p.height),
+            (p.width(), p.height()),
             (32, 64),
             "width and height must be swapped"
         );
@@ -1178,7 +1164,7 @@ mod tests {
             let path = dir.0.join(name);
             write_image(&path, &p).unwrap();
             let q = read_image(&path, &limits()).unwrap();
-            assert_eq!((q.width, q.height), (9, 6), "{name}");
+            assert_eq!((q.width(), q.height()), (9, 6), "{name}");
         }
         assert_eq!(read_image(&dir.0.join("out.png"), &limits()).unwrap(), p);
         assert_eq!(read_image(&dir.0.join("out.tiff"), &limits()).unwrap(), p);
@@ -1221,18 +1207,12 @@ mod tests {
         assert_eq!(dir.entries(), ["taken.png"], "temporary left behind");
         assert!(target.is_dir());
 
-        // Encoding fails before anything is created.
-        let bad = Pixels {
-            width: 4,
-            height: 4,
-            channels: 3,
-            depth: BitDepth::Eight,
-            data: vec![0.0; 5],
-        };
-        let path = dir.0.join("bad.png");
+        // Encoding fails before anything is created: WebP cannot hold 16384 pixels a side.
+        let wide = Pixels::new(16_384, 1, 3, BitDepth::Eight).unwrap();
+        let path = dir.0.join("wide.webp");
         assert!(matches!(
-            write_image(&path, &bad),
-            Err(Error::InvalidArgument(_))
+            write_image(&path, &wide),
+            Err(Error::Unsupported(_))
         ));
         // Unknown extension: refused before writing.
         assert!(matches!(
@@ -1286,25 +1266,14 @@ mod tests {
     }
 
     #[test]
-    fn encode_refuses_inconsistent_pixels() {
-        let bad = Pixels {
-            width: 2,
-            height: 2,
-            channels: 3,
-            depth: BitDepth::Eight,
-            data: vec![],
-        };
-        for f in [
-            ImageFormat::Png,
-            ImageFormat::Jpeg,
-            ImageFormat::Tiff,
-            ImageFormat::WebP,
-        ] {
-            assert!(matches!(
-                encode_image(&bad, f),
-                Err(Error::InvalidArgument(_))
-            ));
-        }
+    fn encode_refuses_what_a_format_cannot_hold() {
+        // A `Pixels` is always well formed (its constructors check), so what is left to
+        // refuse is a size or a format the encoder cannot write.
+        let wide = Pixels::new(16_384, 1, 4, BitDepth::Eight).unwrap();
+        assert!(matches!(
+            encode_image(&wide, ImageFormat::WebP),
+            Err(Error::Unsupported(_))
+        ));
         let ok = pattern(2, 2, 3, BitDepth::Eight);
         assert!(matches!(
             encode_image(&ok, ImageFormat::Gif),
@@ -1316,9 +1285,9 @@ mod tests {
     fn shipped_examples_decode() {
         let rocket = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rocket.jpg");
         let p = read_image(&rocket, &limits()).unwrap();
-        assert!(p.width > 0 && p.height > 0);
-        assert_eq!((p.channels, p.depth), (3, BitDepth::Eight));
-        assert!(p.data.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert!(p.width() > 0 && p.height() > 0);
+        assert_eq!((p.channels(), p.depth()), (3, BitDepth::Eight));
+        assert!(p.data().iter().all(|v| (0.0..=1.0).contains(v)));
 
         let refs =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/reference/examples");

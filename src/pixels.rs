@@ -13,15 +13,36 @@ use ::image::{ImageBuffer, Rgb, Rgba};
 /// An image in the engine's working form: interleaved f32 samples in [0, 1],
 /// 3 (RGB) or 4 (RGBA, straight alpha) channels, plus the bit depth it came in with so
 /// that the output can be written at the same depth.
+///
+/// The fields are private so that every `Pixels` is well formed: width and height are at
+/// least 1, there are 3 or 4 channels, and the sample buffer holds exactly
+/// `width * height * channels` samples. Build one with [`Pixels::new`] (black),
+/// [`Pixels::from_data`] (your samples) or by decoding a file ([`crate::io::read_image`]);
+/// change samples through [`Pixels::data_mut`], a slice whose length cannot change. Nothing
+/// that takes a `Pixels` then has to check its shape again, and nothing can panic on a
+/// short buffer.
+///
+/// ```
+/// use cyclegan::{BitDepth, Pixels};
+///
+/// // Two RGB pixels: orange, then teal.
+/// let mut p = Pixels::from_data(2, 1, 3, BitDepth::Eight, vec![1.0, 0.5, 0.0, 0.0, 0.5, 0.5])?;
+/// p.data_mut()[1] = 0.25;
+/// assert_eq!((p.width(), p.height(), p.channels()), (2, 1, 3));
+/// assert_eq!(p.get(0, 0, 1), 0.25);
+/// // Five samples cannot be a 2x1 RGB image.
+/// assert!(Pixels::from_data(2, 1, 3, BitDepth::Eight, vec![0.0; 5]).is_err());
+/// # Ok::<(), cyclegan::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pixels {
-    pub width: u32,
-    pub height: u32,
+    width: u32,
+    height: u32,
     /// 3 or 4.
-    pub channels: u8,
-    pub depth: BitDepth,
+    channels: u8,
+    depth: BitDepth,
     /// `width * height * channels` samples, row-major, interleaved.
-    pub data: Vec<f32>,
+    data: Vec<f32>,
 }
 
 /// Sample depth of the source, remembered so the output keeps the input's precision.
@@ -39,6 +60,26 @@ pub(crate) fn sample_count(width: u32, height: u32, channels: u8) -> Option<usiz
         .ok()?
         .checked_mul(usize::try_from(height).ok()?)?
         .checked_mul(usize::from(channels))
+}
+
+/// The sample count of a valid image shape, or [`Error::InvalidArgument`] saying which
+/// rule the shape breaks: the one place that states what a [`Pixels`] may look like.
+fn checked_len(width: u32, height: u32, channels: u8) -> Result<usize> {
+    if width == 0 || height == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "image size {width}x{height}: width and height must be at least 1"
+        )));
+    }
+    if channels != 3 && channels != 4 {
+        return Err(Error::InvalidArgument(format!(
+            "channels = {channels}: must be 3 (RGB) or 4 (RGBA)"
+        )));
+    }
+    sample_count(width, height, channels).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "image size {width}x{height}x{channels} does not fit in memory on this platform"
+        ))
+    })
 }
 
 /// Maps any float onto the working range; NaN becomes 0 so that no later step (rounding,
@@ -80,22 +121,11 @@ impl Pixels {
     /// buffer length would overflow rather than wrapping into a too-small allocation. The
     /// buffer is allocated fallibly: a size the process cannot hold is
     /// [`Error::OutOfMemory`], not an abort (a 16000x16000 image needs 4 GB here).
+    ///
+    /// A zero width or height, or a channel count other than 3 or 4, is
+    /// [`Error::InvalidArgument`].
     pub fn new(width: u32, height: u32, channels: u8, depth: BitDepth) -> Result<Self> {
-        if width == 0 || height == 0 {
-            return Err(Error::InvalidArgument(format!(
-                "image size {width}x{height}: width and height must be at least 1"
-            )));
-        }
-        if channels != 3 && channels != 4 {
-            return Err(Error::InvalidArgument(format!(
-                "channels = {channels}: must be 3 (RGB) or 4 (RGBA)"
-            )));
-        }
-        let n = sample_count(width, height, channels).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "image size {width}x{height}x{channels} does not fit in memory on this platform"
-            ))
-        })?;
+        let n = checked_len(width, height, channels)?;
         let data = try_vec(n, 0.0, &format!("a {width}x{height} working image"))?;
         Ok(Pixels {
             width,
@@ -104,6 +134,102 @@ impl Pixels {
             depth,
             data,
         })
+    }
+
+    /// Wraps samples you already have: `data` is `width * height * channels` f32 samples,
+    /// row-major and interleaved (RGB or RGBA with straight alpha), each in [0, 1].
+    ///
+    /// Samples outside [0, 1] are clamped and NaN becomes 0, as when float pixels come
+    /// in through a file or the C ABI, because everything downstream relies on that range.
+    /// A zero width or height, a channel count other than 3 or 4, or a `data` of any other
+    /// length is [`Error::InvalidArgument`], which names the length that was expected; the
+    /// buffer is then dropped.
+    pub fn from_data(
+        width: u32,
+        height: u32,
+        channels: u8,
+        depth: BitDepth,
+        data: Vec<f32>,
+    ) -> Result<Self> {
+        let mut p = Self::from_parts(width, height, channels, depth, data)?;
+        p.data.iter_mut().for_each(|v| *v = sanitize(*v));
+        Ok(p)
+    }
+
+    /// [`Pixels::from_data`] for samples already known to be in [0, 1] (the decoders'):
+    /// the shape is checked, the values are trusted, so no second pass over them.
+    pub(crate) fn from_parts(
+        width: u32,
+        height: u32,
+        channels: u8,
+        depth: BitDepth,
+        data: Vec<f32>,
+    ) -> Result<Self> {
+        let n = checked_len(width, height, channels)?;
+        if data.len() != n {
+            return Err(Error::InvalidArgument(format!(
+                "image data holds {} samples but a {width}x{height} image with {channels} \
+                 channels needs exactly width * height * channels = {n}",
+                data.len()
+            )));
+        }
+        Ok(Pixels {
+            width,
+            height,
+            channels,
+            depth,
+            data,
+        })
+    }
+
+    /// Width in pixels, at least 1.
+    #[inline]
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels, at least 1.
+    #[inline]
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Samples per pixel: 3 (RGB) or 4 (RGBA, straight alpha).
+    #[inline]
+    pub fn channels(&self) -> u8 {
+        self.channels
+    }
+
+    /// The depth the image came in with, which the encoders keep ([`crate::io`]).
+    #[inline]
+    pub fn depth(&self) -> BitDepth {
+        self.depth
+    }
+
+    /// Changes the depth the image will be written at; the samples stay as they are.
+    #[inline]
+    pub fn set_depth(&mut self, depth: BitDepth) {
+        self.depth = depth;
+    }
+
+    /// The `width * height * channels` samples, row-major and interleaved.
+    #[inline]
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The samples, writable. A slice, so the length (and with it the image's shape)
+    /// cannot change. Keep values in [0, 1], the range every constructor guarantees: a
+    /// value outside it never causes a panic and is clamped when the image is written to a
+    /// file, but what stylizing makes of it is unspecified.
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// The sample buffer, giving up the image (no copy).
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
     }
 
     /// A copy, or an error instead of an abort when memory runs out (a host process must
@@ -115,6 +241,7 @@ impl Pixels {
         Ok(Self { data, ..*self })
     }
 
+    /// Whether the image has an alpha channel (4 channels).
     pub fn has_alpha(&self) -> bool {
         self.channels == 4
     }
@@ -127,16 +254,9 @@ impl Pixels {
         self.data[(y as usize * self.width as usize + x as usize) * ch + usize::from(c)]
     }
 
-    /// Number of pixels, saturating so that an inconsistent hand-built value cannot overflow.
+    /// Number of pixels; cannot overflow because the buffer holds that many pixels.
     fn pixel_count(&self) -> usize {
-        (self.width as usize).saturating_mul(self.height as usize)
-    }
-
-    /// Whether `data` really has the length the header fields promise; the fields are
-    /// public, so the infallible methods below must not trust them blindly.
-    pub(crate) fn is_consistent(&self) -> bool {
-        (self.channels == 3 || self.channels == 4)
-            && sample_count(self.width, self.height, self.channels) == Some(self.data.len())
+        self.data.len() / usize::from(self.channels)
     }
 
     /// RGB only as planar CHW f32 in [-1, 1] (`x * 2 - 1`) — what the network eats.
@@ -145,7 +265,7 @@ impl Pixels {
     /// separately by the caller.
     pub fn to_planar_rgb(&self) -> Vec<f32> {
         let n = self.pixel_count();
-        let ch = usize::from(self.channels.max(3));
+        let ch = usize::from(self.channels);
         let mut out = vec![0.0f32; n.saturating_mul(3)];
         let (r, rest) = out.split_at_mut(n);
         let (g, b) = rest.split_at_mut(n);
@@ -161,7 +281,7 @@ impl Pixels {
     /// cannot hold is [`Error::OutOfMemory`] rather than an abort.
     pub fn try_to_planar_rgb(&self) -> Result<Vec<f32>> {
         let n = self.pixel_count();
-        let ch = usize::from(self.channels.max(3));
+        let ch = usize::from(self.channels);
         let mut out = try_vec(n.saturating_mul(3), 0.0f32, "the network's input planes")?;
         let (r, rest) = out.split_at_mut(n);
         let (g, b) = rest.split_at_mut(n);
@@ -197,7 +317,7 @@ impl Pixels {
     /// caller bug degrades the picture instead of crashing the host process.
     pub fn set_rgb_from_planar(&mut self, planar: &[f32]) {
         let n = self.pixel_count();
-        let ch = usize::from(self.channels.max(3));
+        let ch = usize::from(self.channels);
         let r = planar.get(..n).unwrap_or(&[]);
         let g = planar.get(n..n.saturating_mul(2)).unwrap_or(&[]);
         let b = planar
@@ -230,7 +350,9 @@ impl Pixels {
         } else {
             FilterType::CatmullRom
         };
-        let channels = if self.has_alpha() { 4 } else { 3 };
+        let channels = self.channels;
+        // `from_raw` cannot refuse a well-formed `Pixels`; a black image rather than a
+        // panic keeps that promise even if this code ever changes.
         let black = || Pixels {
             width,
             height,
@@ -238,9 +360,6 @@ impl Pixels {
             depth: self.depth,
             data: vec![0.0; sample_count(width, height, channels).unwrap_or(0)],
         };
-        if !self.is_consistent() {
-            return black();
-        }
         let data = if self.has_alpha() {
             let mut pre = self.data.clone();
             for px in pre.chunks_exact_mut(4) {
@@ -430,15 +549,6 @@ pub fn pixels_to_buffer(
             p.width, p.height
         )));
     }
-    if !p.is_consistent() {
-        return Err(Error::InvalidArgument(format!(
-            "image data holds {} samples, not {}x{}x{}",
-            p.data.len(),
-            p.width,
-            p.height,
-            p.channels
-        )));
-    }
     let src_ch = usize::from(p.channels);
     let dst_ch = usize::from(format.channels());
     let bps = format.bytes_per_sample();
@@ -515,6 +625,95 @@ mod tests {
         assert_eq!(sample_count(u32::MAX, u32::MAX, 4), None);
     }
 
+    fn invalid(r: Result<Pixels>) -> String {
+        match r {
+            Err(Error::InvalidArgument(m)) => m,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn from_data_enforces_the_shape() {
+        // Mismatched lengths: one short, one long, empty; the message names both counts.
+        for len in [23, 25, 0] {
+            let m = invalid(Pixels::from_data(3, 2, 4, BitDepth::Eight, vec![0.5; len]));
+            assert!(m.contains(&format!("holds {len} samples")), "{m}");
+            assert!(m.contains("= 24"), "{m}");
+        }
+        // An RGB-sized buffer is not an RGBA image.
+        invalid(Pixels::from_data(2, 2, 4, BitDepth::Eight, vec![0.0; 12]));
+        for channels in [0, 1, 2, 5, 255] {
+            let n = 4 * usize::from(channels);
+            let m = invalid(Pixels::from_data(
+                2,
+                2,
+                channels,
+                BitDepth::Eight,
+                vec![0.0; n],
+            ));
+            assert!(m.contains(&format!("channels = {channels}")), "{m}");
+        }
+        for (w, h) in [(0, 2), (2, 0), (0, 0)] {
+            let m = invalid(Pixels::from_data(w, h, 3, BitDepth::Float, vec![]));
+            assert!(m.contains("at least 1"), "{m}");
+        }
+        if usize::BITS == 32 {
+            invalid(Pixels::from_data(
+                u32::MAX,
+                u32::MAX,
+                4,
+                BitDepth::Eight,
+                vec![],
+            ));
+        }
+    }
+
+    #[test]
+    fn accessors_round_trip() {
+        let data: Vec<f32> = (0..24).map(|i| i as f32 / 23.0).collect();
+        let mut p = Pixels::from_data(3, 2, 4, BitDepth::Sixteen, data.clone()).unwrap();
+        assert_eq!(
+            (p.width(), p.height(), p.channels(), p.depth()),
+            (3, 2, 4, BitDepth::Sixteen)
+        );
+        assert!(p.has_alpha());
+        assert_eq!(p.data(), data.as_slice());
+        // Pixel (2, 1), channel 1: row 1 starts at sample 3 * 4.
+        assert_eq!(p.get(2, 1, 1), data[12 + 2 * 4 + 1]);
+        p.data_mut()[5] = 0.25;
+        p.set_depth(BitDepth::Float);
+        assert_eq!(p.depth(), BitDepth::Float);
+        let q = p.try_clone().unwrap();
+        assert_eq!(q, p);
+        let back = p.into_data();
+        assert_eq!(back.len(), 24);
+        assert_eq!(back[5], 0.25);
+        assert_eq!(back[..5], data[..5]);
+        // A zeroed image and `from_data` with zeros are the same image.
+        let rgb = Pixels::new(2, 3, 3, BitDepth::Eight).unwrap();
+        assert_eq!(
+            Pixels::from_data(2, 3, 3, BitDepth::Eight, vec![0.0; 18]).unwrap(),
+            rgb
+        );
+        assert!(!rgb.has_alpha());
+    }
+
+    #[test]
+    fn from_data_clamps_samples_into_range() {
+        let p =
+            Pixels::from_data(1, 1, 4, BitDepth::Float, vec![f32::NAN, 2.0, -1.0, 0.5]).unwrap();
+        assert_eq!(p.data(), [0.0, 1.0, 0.0, 0.5]);
+        let p = Pixels::from_data(
+            1,
+            1,
+            3,
+            BitDepth::Float,
+            vec![f32::INFINITY, f32::NEG_INFINITY, 1.0],
+        )
+        .unwrap();
+        assert_eq!(p.data(), [1.0, 0.0, 1.0]);
+    }
+
     #[test]
     fn quantisation_matches_reference() {
         // Every 8-bit value survives in -> network range -> out unchanged.
@@ -583,7 +782,10 @@ mod tests {
                 assert_eq!((r.width, r.height), (w.max(1), h.max(1)));
                 assert_eq!(r.channels, ch);
                 assert_eq!(r.depth, BitDepth::Float);
-                assert!(r.is_consistent());
+                assert_eq!(
+                    Some(r.data().len()),
+                    sample_count(r.width(), r.height(), ch)
+                );
                 assert!(r.data.iter().all(|v| (0.0..=1.0).contains(v)));
             }
         }
@@ -615,15 +817,6 @@ mod tests {
                 assert!(px[0] < 0.01 && px[2] > 0.99, "{px:?}");
             }
         }
-        // An inconsistent hand-built value does not panic.
-        let bad = Pixels {
-            width: 10,
-            height: 10,
-            channels: 3,
-            depth: BitDepth::Eight,
-            data: vec![],
-        };
-        assert!(bad.resized(5, 5).is_consistent());
     }
 
     #[test]
@@ -711,11 +904,6 @@ mod tests {
         assert!(pixels_to_buffer(&p, &mut out, 4, 3, 12, PixelFormat::Rgb8).is_err());
         assert!(pixels_to_buffer(&p, &mut out, 4, 2, 11, PixelFormat::Rgb8).is_err());
         assert!(pixels_to_buffer(&p, &mut out[..20], 4, 2, 12, PixelFormat::Rgb8).is_err());
-        let bad = Pixels {
-            data: vec![0.0; 3],
-            ..p.clone()
-        };
-        assert!(pixels_to_buffer(&bad, &mut out, 4, 2, 12, PixelFormat::Rgb8).is_err());
         assert!(pixels_to_buffer(&p, &mut out, 4, 2, 12, PixelFormat::Rgb8).is_ok());
     }
 }

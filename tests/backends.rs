@@ -424,13 +424,13 @@ fn child_parity() {
     // The whole pipeline through the backend, against the built-in engine.
     let img = gradient_rgb(52, 44);
     let mut px = cyclegan::Pixels::new(52, 44, 3, cyclegan::BitDepth::Eight).unwrap();
-    for (d, s) in px.data.iter_mut().zip(img.as_raw()) {
+    for (d, s) in px.data_mut().iter_mut().zip(img.as_raw()) {
         *d = *s as f32 / 255.0;
     }
     let opts = cyclegan::StylizeOptions::default();
     let a = cyclegan::stylize(&dynamic, &px, &opts, &mut |_| true).unwrap();
     let b = cyclegan::stylize(&builtin, &px, &opts, &mut |_| true).unwrap();
-    let diff = max_diff(&a.data, &b.data);
+    let diff = max_diff(a.data(), b.data());
     assert!(diff <= 1e-4, "stylized pixels differ by {diff}");
 
     // The C ABI reports it available.

@@ -158,11 +158,11 @@ fn reference_examples_within_one_level() {
         let want =
             cyclegan::io::read_image(&dir.join(format!("{stem}_monet.png")), &limits).unwrap();
         let got = cyclegan::stylize(&model, &input, &opts, &mut |_| true).unwrap();
-        assert_eq!((got.width, got.height), (want.width, want.height));
+        assert_eq!((got.width(), got.height()), (want.width(), want.height()));
         let worst = got
-            .data
+            .data()
             .iter()
-            .zip(&want.data)
+            .zip(want.data())
             .map(|(a, b)| ((a * 255.0).round() - (b * 255.0).round()).abs())
             .fold(0f32, f32::max);
         assert!(worst <= 1.0, "{stem}: worst difference {worst} levels");
@@ -247,9 +247,9 @@ fn synthetic_image(w: u32, h: u32) -> cyclegan::Pixels {
             let disc = ((fx - 0.3).powi(2) + (fy - 0.6).powi(2) < 0.04) as u8 as f32;
             let tex = 0.5 + 0.5 * ((x as f32 * 0.37).sin() * (y as f32 * 0.23).cos());
             let i = ((y * w + x) * 3) as usize;
-            p.data[i] = (0.2 + 0.6 * fx + 0.1 * tex).clamp(0.0, 1.0);
-            p.data[i + 1] = (0.3 + 0.5 * fy * (1.0 - disc) + 0.1 * tex).clamp(0.0, 1.0);
-            p.data[i + 2] = (0.8 - 0.5 * fx * fy + 0.3 * disc).clamp(0.0, 1.0);
+            p.data_mut()[i] = (0.2 + 0.6 * fx + 0.1 * tex).clamp(0.0, 1.0);
+            p.data_mut()[i + 1] = (0.3 + 0.5 * fy * (1.0 - disc) + 0.1 * tex).clamp(0.0, 1.0);
+            p.data_mut()[i + 2] = (0.8 - 0.5 * fx * fy + 0.3 * disc).clamp(0.0, 1.0);
         }
     }
     p
@@ -372,12 +372,12 @@ fn tiled_matches_whole_image() {
         ("budget tiles", &c, 4.5 / 255.0),
     ] {
         let mad = a
-            .data
+            .data()
             .iter()
-            .zip(&other.data)
+            .zip(other.data())
             .map(|(x, y)| (x - y).abs())
             .sum::<f32>()
-            / a.data.len() as f32;
+            / a.data().len() as f32;
         eprintln!("{name}: mean abs diff from whole {:.4} levels", mad * 255.0);
         assert!(mad <= bound, "{name}: mean abs diff {mad}");
     }

@@ -57,12 +57,12 @@ fn bf16_stays_within_the_bounds_of_f32_on_photos() {
             }
             r => r.unwrap(),
         };
-        let (mean, p999, max) = level_stats(&f32_out.data, &bf16_out.data);
+        let (mean, p999, max) = level_stats(f32_out.data(), bf16_out.data());
         eprintln!(
             "{}: {}x{}: mean {mean:.3}, p99.9 {p999:.0}, max {max:.0} levels",
             path.display(),
-            input.width,
-            input.height
+            input.width(),
+            input.height()
         );
         assert!(mean <= 0.5, "{}: mean {mean}", path.display());
         assert!(p999 <= 2.0, "{}: 99.9th percentile {p999}", path.display());

@@ -18,11 +18,11 @@ fn picture(w: u32, h: u32, channels: u8) -> Pixels {
         for x in 0..w {
             let i = ((y * w + x) * channels as u32) as usize;
             let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
-            p.data[i] = fx;
-            p.data[i + 1] = 0.5 + 0.5 * (fx * 23.0 + fy * 7.0).sin();
-            p.data[i + 2] = ((x / 13 + y / 13) % 2) as f32 * 0.6 + 0.2 * fy;
+            p.data_mut()[i] = fx;
+            p.data_mut()[i + 1] = 0.5 + 0.5 * (fx * 23.0 + fy * 7.0).sin();
+            p.data_mut()[i + 2] = ((x / 13 + y / 13) % 2) as f32 * 0.6 + 0.2 * fy;
             if channels == 4 {
-                p.data[i + 3] = (x % 7) as f32 / 6.0;
+                p.data_mut()[i + 3] = (x % 7) as f32 / 6.0;
             }
         }
     }
@@ -31,15 +31,15 @@ fn picture(w: u32, h: u32, channels: u8) -> Pixels {
 
 fn mean_abs_diff(a: &Pixels, b: &Pixels) -> f32 {
     assert_eq!(
-        (a.width, a.height, a.channels),
-        (b.width, b.height, b.channels)
+        (a.width(), a.height(), a.channels()),
+        (b.width(), b.height(), b.channels())
     );
-    a.data
+    a.data()
         .iter()
-        .zip(&b.data)
+        .zip(b.data())
         .map(|(x, y)| (x - y).abs())
         .sum::<f32>()
-        / a.data.len() as f32
+        / a.data().len() as f32
 }
 
 /// Native scale; `tile` forces tiles, `None` lets the memory plan choose.
@@ -108,8 +108,8 @@ fn working_scale_keeps_full_size_alpha_and_detail_setting_matters() {
         ..Default::default()
     };
     let out = stylize(&model, &img, &opts, &mut |_| true).unwrap();
-    assert_eq!((out.width, out.height, out.channels), (333, 211, 4));
-    for (o, i) in out.data.chunks(4).zip(img.data.chunks(4)) {
+    assert_eq!((out.width(), out.height(), out.channels()), (333, 211, 4));
+    for (o, i) in out.data().chunks(4).zip(img.data().chunks(4)) {
         assert_eq!(o[3], i[3]);
     }
     let soft = stylize(
@@ -171,8 +171,8 @@ fn tiny_images_work() {
     let model = small_model();
     for (w, h) in [(1, 1), (2, 7), (5, 3)] {
         let out = stylize(&model, &picture(w, h, 3), &native(None), &mut |_| true).unwrap();
-        assert_eq!((out.width, out.height), (w, h));
-        assert!(out.data.iter().all(|v| v.is_finite()));
+        assert_eq!((out.width(), out.height()), (w, h));
+        assert!(out.data().iter().all(|v| v.is_finite()));
     }
 }
 
@@ -190,12 +190,12 @@ fn large_image_tiles_without_seams() {
     let plan = cyclegan::run_plan(&model, 1300, 1000, &opts).unwrap();
     assert!(plan.stats_scale < 1.0, "{plan:?}");
     let out = stylize(&model, &img, &opts, &mut |_| true).unwrap();
-    let w = out.width as usize;
+    let w = out.width() as usize;
     let col_step = |x: usize| -> f32 {
-        (0..out.height as usize)
-            .map(|y| (out.data[(y * w + x + 1) * 3] - out.data[(y * w + x) * 3]).abs())
+        (0..out.height() as usize)
+            .map(|y| (out.data()[(y * w + x + 1) * 3] - out.data()[(y * w + x) * 3]).abs())
             .sum::<f32>()
-            / out.height as f32
+            / out.height() as f32
     };
     // Four 424-px tiles start at x = 0, 296, 592 and 876: each overlap's edges and middle.
     let typical: f32 = (100..280).map(col_step).sum::<f32>() / 180.0;

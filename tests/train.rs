@@ -49,7 +49,7 @@ fn picture(w: u32, h: u32, seed: u32, striped: bool) -> Pixels {
             } else {
                 [fx, (fy + s).fract(), 0.5 * (fx + fy)]
             };
-            for (dst, v) in p.data[i..i + 3].iter_mut().zip(v) {
+            for (dst, v) in p.data_mut()[i..i + 3].iter_mut().zip(v) {
                 *dst = (v * 255.0).round().clamp(0.0, 255.0) / 255.0;
             }
         }
@@ -190,9 +190,9 @@ fn exported_style_loads_and_stylizes() {
         &mut |_| true,
     )
     .unwrap();
-    assert_eq!((out.width, out.height), (30, 22));
+    assert_eq!((out.width(), out.height()), (30, 22));
     let grid = t.sample_grid().unwrap();
-    assert_eq!((grid.width, grid.height), (3 * 32 + 8, 2 * 32 + 4));
+    assert_eq!((grid.width(), grid.height()), (3 * 32 + 8, 2 * 32 + 4));
 
     // Fine-tuning starts g_ab from the exported file (f16-rounded).
     let mut cfg = tiny(&a, &b, 4);

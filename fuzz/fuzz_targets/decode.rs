@@ -13,7 +13,7 @@ const LIMITS: DecodeLimits = DecodeLimits {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(p) = decode_image(data, &LIMITS) {
-        let (w, h) = (p.width, p.height);
+        let (w, h) = (p.width(), p.height());
         assert!(w > 0 && h > 0, "decoded an empty {w}x{h} image");
         assert!(u64::from(w) * u64::from(h) <= LIMITS.max_pixels);
     }

@@ -369,7 +369,7 @@ fn stylize_one(
     // The input is not needed while the output is encoded.
     drop(pixels);
     write_image_with_quality(output, &styled, jpeg_quality).map_err(|e| e.to_string())?;
-    Ok((styled.width, styled.height))
+    Ok((styled.width(), styled.height()))
 }
 
 fn run_info(file: &str) -> Result<ExitCode, String> {

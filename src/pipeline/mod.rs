@@ -136,14 +136,9 @@ pub fn stylize(
     progress: &mut dyn FnMut(f32) -> bool,
 ) -> Result<Pixels> {
     opts.validate()?;
-    if !input.is_consistent() {
-        return Err(Error::InvalidArgument(
-            "the image's sample buffer does not match its size".into(),
-        ));
-    }
     let engine = model.engine();
     let budget = opts.max_memory.unwrap_or_else(default_budget);
-    let (w, h) = (input.width, input.height);
+    let (w, h) = (input.width(), input.height());
     let (ww, wh) = opts.working_size(w, h);
     let native = (ww, wh) == (w, h);
     let work = if native {
@@ -153,8 +148,8 @@ pub fn stylize(
     };
     let work_ref = work.as_ref().unwrap_or(input);
     let fixed = Fixed::for_call(
-        4 * input.data.len() as u64,
-        4 * work_ref.data.len() as u64,
+        4 * input.data().len() as u64,
+        4 * work_ref.data().len() as u64,
         native,
     );
     let styled = run_network(engine, work_ref, budget, fixed, opts, progress)?;
@@ -213,15 +208,15 @@ pub fn run_plan(model: &Model, width: u32, height: u32, opts: &StylizeOptions) -
 
 /// Adds `amount` x the photo's high-frequency luminance (input minus its low-passed copy).
 fn add_detail(out: &mut Pixels, input: &Pixels, low: &Pixels, amount: f32) {
-    let c = input.channels as usize;
-    let lc = low.channels as usize;
-    let oc = out.channels as usize;
+    let c = input.channels() as usize;
+    let lc = low.channels() as usize;
+    let oc = out.channels() as usize;
     let luma = |p: &[f32]| 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
     for ((o, i), l) in out
-        .data
+        .data_mut()
         .chunks_exact_mut(oc)
-        .zip(input.data.chunks_exact(c))
-        .zip(low.data.chunks_exact(lc))
+        .zip(input.data().chunks_exact(c))
+        .zip(low.data().chunks_exact(lc))
     {
         let d = amount * (luma(i) - luma(l));
         for v in &mut o[..3] {
@@ -232,9 +227,13 @@ fn add_detail(out: &mut Pixels, input: &Pixels, low: &Pixels, amount: f32) {
 
 /// Blends with the input by `strength`, restores alpha and depth, clamps to 0..1.
 fn finish(out: &mut Pixels, input: &Pixels, strength: f32) {
-    let c = input.channels as usize;
-    debug_assert_eq!(out.channels, input.channels);
-    for (o, i) in out.data.chunks_exact_mut(c).zip(input.data.chunks_exact(c)) {
+    let c = input.channels() as usize;
+    debug_assert_eq!(out.channels(), input.channels());
+    for (o, i) in out
+        .data_mut()
+        .chunks_exact_mut(c)
+        .zip(input.data().chunks_exact(c))
+    {
         for k in 0..3 {
             o[k] = (i[k] + strength * (o[k] - i[k])).clamp(0.0, 1.0);
         }
@@ -242,7 +241,7 @@ fn finish(out: &mut Pixels, input: &Pixels, strength: f32) {
             o[3] = i[3];
         }
     }
-    out.depth = input.depth;
+    out.set_depth(input.depth());
 }
 
 /// Counts forward-pass layers across a call's passes for the caller's progress fraction.
@@ -283,7 +282,7 @@ fn run_network(
     opts: &StylizeOptions,
     progress: &mut dyn FnMut(f32) -> bool,
 ) -> Result<Pixels> {
-    let (w, h) = (img.width as usize, img.height as usize);
+    let (w, h) = (img.width() as usize, img.height() as usize);
     let (pw, ph) = (round_up4(w), round_up4(h));
     let plan = plan::plan(engine, pw, ph, budget, fixed, opts.tile.map(|t| t as usize))?;
     let mut out = img.try_clone()?;
@@ -334,7 +333,8 @@ fn run_network(
             }
         }
     }
-    for px in out.data.chunks_exact_mut(out.channels as usize) {
+    let ch = usize::from(out.channels());
+    for px in out.data_mut().chunks_exact_mut(ch) {
         for v in &mut px[..3] {
             *v = crate::pixels::sanitize(*v);
         }
@@ -368,7 +368,8 @@ fn measure_stats(
 /// Zeroes RGB for tiles to be added into, keeping alpha (the input's, which the working
 /// copy's resampling to full size needs).
 fn clear_rgb(out: &mut Pixels) {
-    for px in out.data.chunks_exact_mut(out.channels as usize) {
+    let ch = usize::from(out.channels());
+    for px in out.data_mut().chunks_exact_mut(ch) {
         px[..3].fill(0.0);
     }
 }

@@ -102,12 +102,12 @@ pub(crate) fn read_window(
     tw: usize,
     th: usize,
 ) -> Result<Vec<f32>> {
-    let (w, h) = (img.width as usize, img.height as usize);
-    let ch = img.channels as usize;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let ch = img.channels() as usize;
     let plane = tw * th;
     let mut out = try_vec(3 * plane, 0f32, "the network's input planes")?;
     for y in 0..th {
-        let row = &img.data[mirror(y0 + y, h) * w * ch..][..w * ch];
+        let row = &img.data()[mirror(y0 + y, h) * w * ch..][..w * ch];
         for x in 0..tw {
             let px = &row[mirror(x0 + x, w) * ch..][..3];
             for (c, &v) in px.iter().enumerate() {
@@ -127,12 +127,12 @@ pub(crate) fn add_window(
     wx: &[f32],
     wy: &[f32],
 ) {
-    let (w, h) = (out.width as usize, out.height as usize);
-    let ch = out.channels as usize;
+    let (w, h) = (out.width() as usize, out.height() as usize);
+    let ch = out.channels() as usize;
     let plane = tw * th;
     let cols = tw.min(w.saturating_sub(x0));
     for r in 0..th.min(h.saturating_sub(y0)) {
-        let row = &mut out.data[(y0 + r) * w * ch..][..w * ch];
+        let row = &mut out.data_mut()[(y0 + r) * w * ch..][..w * ch];
         for x in 0..cols {
             let wgt = wx[x] * wy[r];
             let px = &mut row[(x0 + x) * ch..][..3];
@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn windows_mirror_the_far_edges() {
         let mut img = Pixels::new(5, 3, 3, crate::pixels::BitDepth::Eight).unwrap();
-        for (i, v) in img.data.iter_mut().enumerate() {
+        for (i, v) in img.data_mut().iter_mut().enumerate() {
             *v = (i % 256) as f32 / 255.0;
         }
         let win = read_window(&img, 0, 0, 8, 4).unwrap();

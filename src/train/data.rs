@@ -145,16 +145,16 @@ fn probe(p: &Path) -> std::result::Result<(), String> {
 /// The seed's `transforms.Resize(s)` with one number: the shorter side becomes `s`,
 /// the longer `int(s * long / short)`; bicubic (Catmull-Rom, PIL's `BICUBIC` kernel).
 fn resize_shorter(p: &Pixels, s: u32) -> Result<ImageBuffer<Rgb<f32>, Vec<f32>>> {
-    let (w, h) = (p.width, p.height);
+    let (w, h) = (p.width(), p.height());
     let (nw, nh) = if w <= h {
         (s, (f64::from(s) * f64::from(h) / f64::from(w)) as u32)
     } else {
         ((f64::from(s) * f64::from(w) / f64::from(h)) as u32, s)
     };
     // Alpha is dropped as PIL's `convert("RGB")` does.
-    let ch = usize::from(p.channels);
+    let ch = usize::from(p.channels());
     let rgb: Vec<f32> = p
-        .data
+        .data()
         .chunks_exact(ch)
         .flat_map(|px| [px[0], px[1], px[2]])
         .collect();
@@ -328,9 +328,9 @@ mod tests {
         for y in 0..h {
             for x in 0..w {
                 let i = ((y * w + x) * 3) as usize;
-                p.data[i] = x as f32 / w as f32;
-                p.data[i + 1] = y as f32 / h as f32;
-                p.data[i + 2] = 0.5;
+                p.data_mut()[i] = x as f32 / w as f32;
+                p.data_mut()[i + 1] = y as f32 / h as f32;
+                p.data_mut()[i + 2] = 0.5;
             }
         }
         p

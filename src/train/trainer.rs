@@ -475,7 +475,7 @@ fn grid<const C: usize>(rows: &[[Tensor; C]], size: u32) -> Result<Pixels> {
     let width = C as u32 * size + (C as u32 - 1) * GAP;
     let height = rows.len() as u32 * size + (rows.len() as u32 - 1) * GAP;
     let mut out = Pixels::new(width, height, 3, BitDepth::Eight)?;
-    out.data.fill(1.0);
+    out.data_mut().fill(1.0);
     for (r, row) in rows.iter().enumerate() {
         for (c, t) in row.iter().enumerate() {
             let v = t
@@ -488,7 +488,7 @@ fn grid<const C: usize>(rows: &[[Tensor; C]], size: u32) -> Result<Pixels> {
                 for x in 0..s {
                     let o = ((y0 + y) * width as usize + x0 + x) * 3;
                     for ch in 0..3 {
-                        out.data[o + ch] =
+                        out.data_mut()[o + ch] =
                             ((v[ch * s * s + y * s + x] + 1.0) / 2.0).clamp(0.0, 1.0);
                     }
                 }
