@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use super::buffer::Buf;
 use super::conv::OutShape;
 use super::matmul::matmul;
+use super::narrow;
 use super::packing::Packed;
 use super::planes::Planes;
 use super::stats::{channel_sums, merge_sums, MeasuredSums};
@@ -37,8 +38,9 @@ pub(super) fn conv_direct(
     };
     let m = shape.ho * shape.wv;
     y.grow(m * n);
-    let kk = k * c;
     let band_rows = BAND_ROWS.div_ceil(shape.wv);
+    // The tail (to RGB) has its own kernel: as a matrix product it would have 3 columns.
+    let narrow = (st == 1 && n == narrow::N).then(|| narrow::transpose(&layer.w, k, c));
     let partials: Vec<Option<MeasuredSums>> = y[..m * n]
         .par_chunks_mut(band_rows * shape.wv * n)
         .enumerate()
@@ -47,24 +49,19 @@ pub(super) fn conv_direct(
             let rows = out.len() / (shape.wv * n);
             let runs = if st == 1 { 1 } else { rows };
             let run_px = rows * shape.wv / runs;
-            for (run, out) in out.chunks_exact_mut(run_px * n).enumerate() {
-                for dy in 0..k {
-                    // Output pixel x of output row r reads input row r*st + dy from
-                    // column x*st on, where its k taps of c channels are contiguous.
-                    let off = (((r0 + run) * st + dy) * wp) * c;
-                    let wrow = &layer.w[dy * kk * n..(dy + 1) * kk * n];
-                    matmul(
-                        run_px,
-                        n,
-                        kk,
-                        out,
-                        n,
-                        dy > 0,
-                        &src.data[off..],
-                        st * c,
-                        wrow,
-                    );
-                }
+            if let Some(wt) = &narrow {
+                narrow::rows(narrow::Rows {
+                    out: &mut *out,
+                    r0,
+                    shape,
+                    src: &src.data,
+                    wp,
+                    c,
+                    k,
+                    wt,
+                });
+            } else {
+                matmul_rows(&mut *out, run_px, r0, st, wp, c, k, n, &src.data, &layer.w);
             }
             measure.then(|| {
                 // Only the real pixels of each row: sum row by row.
@@ -77,4 +74,31 @@ pub(super) fn conv_direct(
         })
         .collect();
     (shape, measure.then(|| merge_sums(partials, n)))
+}
+
+/// Output pixels of a band, `run_px` per run (a run is one input span: the whole band at
+/// stride 1, one row at stride 2), as one matrix product per kernel row.
+#[allow(clippy::too_many_arguments)]
+fn matmul_rows(
+    out: &mut [f32],
+    run_px: usize,
+    r0: usize,
+    st: usize,
+    wp: usize,
+    c: usize,
+    k: usize,
+    n: usize,
+    src: &[f32],
+    w: &[f32],
+) {
+    let kk = k * c;
+    for (run, out) in out.chunks_exact_mut(run_px * n).enumerate() {
+        for dy in 0..k {
+            // Output pixel x of output row r reads input row r*st + dy from column x*st
+            // on, where its k taps of c channels are contiguous.
+            let off = (((r0 + run) * st + dy) * wp) * c;
+            let wrow = &w[dy * kk * n..(dy + 1) * kk * n];
+            matmul(run_px, n, kk, out, n, dy > 0, &src[off..], st * c, wrow);
+        }
+    }
 }

@@ -12,7 +12,8 @@
 //! One module per job:
 //! - [`packing`]: a layer's weights reordered (or kept for a Winograd transform) at load;
 //! - [`conv`]: one convolution, dispatched to [`direct`] (matrix products straight from the
-//!   padded input) or [`winograd`] (F(4x4, 3x3), f32 or [`bf16`] products);
+//!   padded input; [`narrow`] for the tail's three outputs) or [`winograd`] (F(4x4, 3x3),
+//!   f32 or [`bf16`] products);
 //! - [`stats`]: instance-norm statistics measured from a convolution's output, and the
 //!   norm as a per-channel scale and shift;
 //! - [`place`]: the normalized output written into the next layer's input (same grid,
@@ -28,6 +29,7 @@ mod conv;
 mod direct;
 mod generator;
 mod matmul;
+mod narrow;
 mod packing;
 mod place;
 mod planes;
