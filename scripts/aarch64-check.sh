@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Issue #18: the CPU engine on ARM. Lints the crate as compiled for aarch64-unknown-linux-gnu
-# (clippy, warnings are errors), cross-compiles it and runs, under qemu-aarch64 user-mode emulation, the tests that
-# need only what is committed: the parity tests on the small fixtures in tests/fixtures
-# (every layout, against PyTorch's outputs) and the CPU engine's unit tests. On aarch64 the
-# engine takes its portable path (the x86 builds in src/engine/cpu/ are cfg'd out) and
-# gemm's NEON kernels.
+# (clippy, warnings are errors), cross-compiles it and runs, under qemu-aarch64 user-mode
+# emulation, the tests that need only what is committed: the parity tests on the small
+# fixtures in tests/fixtures (every layout, against PyTorch's outputs) and the CPU engine's
+# unit tests. On aarch64 the engine takes its portable path (the x86 builds in
+# src/engine/cpu/ are cfg'd out) and gemm's NEON kernels.
 #
 # Left out, because emulation makes them take far too long or they need files that are not
 # in the repository: the shipped Monet style on a 1024x768 image (tiled_matches_whole_image)
@@ -13,7 +13,8 @@
 #
 # Installs what it lacks (Debian: gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user;
 # rustup's aarch64 standard library). Builds into target/aarch64-unknown-linux-gnu/, apart
-# from the host build. Usage: scripts/aarch64-check.sh [--no-run]  (--no-run: build only).
+# from the host build. Usage: scripts/aarch64-check.sh [--no-run]  (--no-run: lint and build
+# only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
