@@ -257,15 +257,18 @@ fn script(host: &Host, t: &Scratch, model: &str) -> Vec<String> {
             )
         }
     };
-    let general = |strength: &str, scale: &str| {
-        call(
-            "plug-in-cyclegan",
-            &[
-                ("style", format!("\"{model}\"")),
-                ("strength", strength.to_owned()),
-                ("scale", scale.to_owned()),
-            ],
-        )
+    // GIMP 3's general procedure takes a precision too (GIMP 2.10's positional arguments
+    // stay as they were: its dialog has the field, scripts get auto).
+    let general = |strength: &str, scale: &str, precision: Option<&str>| {
+        let mut args = vec![
+            ("style", format!("\"{model}\"")),
+            ("strength", strength.to_owned()),
+            ("scale", scale.to_owned()),
+        ];
+        if let Some(p) = precision.filter(|_| host.generation == 3) {
+            args.push(("precision", format!("\"{p}\"")));
+        }
+        call("plug-in-cyclegan", &args)
     };
     let with_image = |file: &str, body: String| {
         format!(
@@ -273,13 +276,13 @@ fn script(host: &Host, t: &Scratch, model: &str) -> Vec<String> {
             load(file)
         )
     };
-    vec![
+    let mut commands = vec![
         // The selection, the fixture style file.
         with_image(
             &input,
             format!(
                 "(gimp-image-select-rectangle img CHANNEL-OP-REPLACE {sx} {sy} {sw} {sh}) {} {}",
-                general("1.0", "0.0"),
+                general("1.0", "0.0", Some("f32")),
                 save(&out)
             ),
         ),
@@ -297,7 +300,7 @@ fn script(host: &Host, t: &Scratch, model: &str) -> Vec<String> {
             &input,
             format!(
                 "(gimp-image-convert-grayscale img) {} {}",
-                general("0.5", "1.0"),
+                general("0.5", "1.0", None),
                 save(&out_grey)
             ),
         ),
@@ -311,7 +314,24 @@ fn script(host: &Host, t: &Scratch, model: &str) -> Vec<String> {
                 call("plug-in-cyclegan-monet", &[])
             ),
         ),
-    ]
+    ];
+    if host.generation == 3 {
+        // An unknown precision is refused by the plug-in; its message is recorded (the
+        // error hook sees it before `catch` swallows it) and written to the log.
+        commands.push(with_image(
+            &input,
+            format!(
+                "(define cg-error \"\") \
+                 (define cg-hook *error-hook*) \
+                 (set! *error-hook* (lambda x (set! cg-error (car x)) (apply cg-hook x))) \
+                 (if (catch #f {} #t) (error \"precision fp64 was accepted\")) \
+                 (set! *error-hook* cg-hook) \
+                 (gimp-message (string-append \"cg-refusal: \" cg-error))",
+                general("1.0", "0.0", Some("fp64"))
+            ),
+        ));
+    }
+    commands
 }
 
 fn run_gimp(host: &Host, t: &Scratch, home: &str, commands: &[String]) -> String {
@@ -488,8 +508,19 @@ fn run_suite(host: Host) {
         model_host.to_str().unwrap().to_owned()
     };
     let commands = script(&host, &t, &model);
-    run_gimp(&host, &t, &home, &commands);
+    let log = run_gimp(&host, &t, &home, &commands);
     check_outputs(&t, model_host.to_str().unwrap());
+    if host.generation == 3 {
+        // The plug-in refused precision "fp64", with a message naming the argument.
+        let refusal = log
+            .lines()
+            .find(|l| l.contains("cg-refusal: "))
+            .unwrap_or_else(|| panic!("no cg-refusal line in the GIMP 3 log:\n{log}"));
+        assert!(
+            refusal.contains("precision") && refusal.contains("fp64"),
+            "the refusal does not name the argument and value: {refusal}"
+        );
+    }
 }
 
 #[test]

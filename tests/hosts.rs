@@ -317,16 +317,43 @@ fn gegl_operation_bad_style_warns_and_passes_the_input_through() {
 /// the plug-ins hand these values to libcyclegan instead of checking them themselves.
 const BELOW_MINIMUM: &str = "is below the minimum of";
 const UNKNOWN_DEVICE: &str = "unknown device \"abacus\": use auto, cpu, cuda or metal";
+/// The plug-ins' message for a precision name that is none of the CLI's.
+const UNKNOWN_PRECISION: &str = "precision=fp64: needs auto, f32 or bf16";
+
+/// The library's refusal of bf16 on a CPU without fast bf16 instructions.
+const NO_BF16: &str = "no bf16 instructions";
+
+/// Writes the CLI's `--precision bf16` result for `input` and returns true, or returns false
+/// where this CPU has no bf16 path (the CLI then fails with [`NO_BF16`]). A plug-in given
+/// `precision=bf16` must do the same.
+fn cli_bf16(input: &Path, output: &Path, model: &str) -> bool {
+    let out = Command::new(env!("CARGO_BIN_EXE_cyclegan"))
+        .args(["stylize", s(input), "-o", s(output), "--precision", "bf16"])
+        .args(["--strength", STRENGTH, "--scale", SCALE, "--model", model])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() || stderr(&out).contains(NO_BF16),
+        "cyclegan --precision bf16: {}",
+        stderr(&out)
+    );
+    out.status.success()
+}
 
 #[test]
-fn gegl_operation_max_memory_and_device_names_reach_the_library() {
+fn gegl_operation_max_memory_device_and_precision_reach_the_library() {
     let Some(gegl) = gegl() else { return };
     let t = TempDir::new("hosts-gegl-mem");
     let input = t.join("in.png");
     gradient_rgb(72, 52).save(&input).unwrap();
     let model = small_model();
     let want = t.join("cli.png");
-    cli_reference_with(&input, &want, Some(&model), &["--max-memory", "300M"]);
+    cli_reference_with(
+        &input,
+        &want,
+        Some(&model),
+        &["--max-memory", "300M", "--precision", "f32"],
+    );
 
     let style = format!("style={model}");
     let strength = format!("strength={STRENGTH}");
@@ -336,7 +363,14 @@ fn gegl_operation_max_memory_and_device_names_reach_the_library() {
     let out = gegl.run(
         &input,
         &got,
-        &[&style, &strength, &scale, "max-memory=300M", "device=CPU"],
+        &[
+            &style,
+            &strength,
+            &scale,
+            "max-memory=300M",
+            "device=CPU",
+            "precision=F32",
+        ],
     );
     assert!(out.status.success(), "gegl: {}", stderr(&out));
     assert!(
@@ -346,10 +380,30 @@ fn gegl_operation_max_memory_and_device_names_reach_the_library() {
     );
     assert_same_within_one_level(&got, &want);
 
+    // bf16: the CLI's result where this CPU has the path, else the library's refusal.
+    let (cli, got) = (t.join("cli-bf16.png"), t.join("gegl-bf16.png"));
+    let out = gegl.run(&input, &got, &[&style, &strength, &scale, "precision=bf16"]);
+    if cli_bf16(&input, &cli, &model) {
+        assert!(out.status.success(), "gegl: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("cyclegan:stylize"),
+            "{}",
+            stderr(&out)
+        );
+        assert_same_within_one_level(&got, &cli);
+    } else {
+        assert!(
+            stderr(&out).contains(NO_BF16),
+            "precision=bf16: no \"{NO_BF16}\" in: {}",
+            stderr(&out)
+        );
+    }
+
     for (prop, message) in [
         ("max-memory=1M", BELOW_MINIMUM),
         ("max-memory=lots", "max-memory=lots: needs a memory size"),
         ("device=abacus", UNKNOWN_DEVICE),
+        ("precision=fp64", UNKNOWN_PRECISION),
     ] {
         let got = t.join("bad.png");
         let out = gegl.run(&input, &got, &[&style, prop]);
@@ -446,24 +500,49 @@ fn imagemagick_filter_matches_the_cli() {
 }
 
 #[test]
-fn imagemagick_max_memory_and_device_names_reach_the_library() {
+fn imagemagick_max_memory_device_and_precision_reach_the_library() {
     let Some(im) = magick() else { return };
     let t = TempDir::new("hosts-im-mem");
     let model = small_model();
     let input = t.join("in.png");
     gradient_rgb(72, 52).save(&input).unwrap();
     let want = t.join("cli.png");
-    cli_reference_with(&input, &want, Some(&model), &["--max-memory", "300M"]);
+    cli_reference_with(
+        &input,
+        &want,
+        Some(&model),
+        &["--max-memory", "300M", "--precision", "f32"],
+    );
     let got = t.join("im.png");
-    let args = format!("{} max-memory=300M device=Cpu", process_args(Some(&model)));
+    let args = format!(
+        "{} max-memory=300M device=Cpu precision=f32",
+        process_args(Some(&model))
+    );
     let out = im.convert(&input, &args, &got);
     assert!(out.status.success(), "convert: {}", stderr(&out));
     assert_same_within_one_level(&got, &want);
+
+    // bf16: the CLI's result where this CPU has the path, else the library's refusal.
+    let (cli, got) = (t.join("cli-bf16.png"), t.join("im-bf16.png"));
+    let args = format!("{} precision=bf16", process_args(Some(&model)));
+    let out = im.convert(&input, &args, &got);
+    if cli_bf16(&input, &cli, &model) {
+        assert!(out.status.success(), "convert: {}", stderr(&out));
+        assert_same_within_one_level(&got, &cli);
+    } else {
+        assert!(!out.status.success(), "precision=bf16: convert succeeded");
+        assert!(
+            stderr(&out).contains(NO_BF16),
+            "precision=bf16: no \"{NO_BF16}\" in: {}",
+            stderr(&out)
+        );
+    }
 
     for (arg, message) in [
         ("max-memory=1M", BELOW_MINIMUM),
         ("max-memory=2X", "max-memory=2X: needs a memory size"),
         ("device=abacus", UNKNOWN_DEVICE),
+        ("precision=fp64", UNKNOWN_PRECISION),
     ] {
         let output = t.join("out.png");
         let out = im.convert(&input, &format!("cyclegan style={model} {arg}"), &output);

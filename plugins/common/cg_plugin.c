@@ -19,8 +19,25 @@ typedef enum
   KIND_FLOAT,  /* a number, or "auto" for 0 when auto_zero */
   KIND_UINT,   /* a whole number */
   KIND_MEMORY, /* a memory size (cg_plugin_parse_memory) */
-  KIND_NAME    /* a name libcyclegan parses (from_name) into a uint32_t */
+  KIND_NAME,   /* a name libcyclegan parses (from_name) into a uint32_t */
+  KIND_CHOICE  /* one of a fixed list of names (choices), set as a uint32_t */
 } Kind;
+
+/* A name of a KIND_CHOICE option and the value it sets. */
+typedef struct
+{
+  const char *name;
+  uint32_t    value;
+} Choice;
+
+/* The precision names, as the CLI's --precision takes them (fp32 is a synonym of f32). */
+static const Choice precisions[] = {
+  { "auto", CG_PRECISION_AUTO },
+  { "f32",  CG_PRECISION_F32 },
+  { "fp32", CG_PRECISION_F32 },
+  { "bf16", CG_PRECISION_BF16 },
+  { NULL,   0 },
+};
 
 typedef struct
 {
@@ -33,21 +50,24 @@ typedef struct
   cg_status (*from_name) (const char *, uint32_t *);
   int         auto_zero;  /* KIND_FLOAT: "auto" means 0 */
   int         is_backend; /* KIND_NAME: the value is the cache's backend key */
+  const Choice *choices;  /* KIND_CHOICE: the names, NULL-terminated */
 } Option;
 
 /* One row per option. */
 static const Option options[] = {
-  { "style",      KIND_STYLE,  "a shipped style name or a style file", 0, 0, 0, 0, 0, 0 },
-  { "strength",   KIND_FLOAT,  "a number from 0 to 1", cg_options_set_strength, 0, 0, 0, 0, 0 },
+  { "style",      KIND_STYLE,  "a shipped style name or a style file", 0, 0, 0, 0, 0, 0, 0 },
+  { "strength",   KIND_FLOAT,  "a number from 0 to 1", cg_options_set_strength, 0, 0, 0, 0, 0, 0 },
   { "scale",      KIND_FLOAT,  "a fraction of the input size (1 = native) or auto",
-                  cg_options_set_scale, 0, 0, 0, 1, 0 },
-  { "detail",     KIND_FLOAT,  "a number from 0 to 4", cg_options_set_detail, 0, 0, 0, 0, 0 },
+                  cg_options_set_scale, 0, 0, 0, 1, 0, 0 },
+  { "detail",     KIND_FLOAT,  "a number from 0 to 4", cg_options_set_detail, 0, 0, 0, 0, 0, 0 },
   { "tile",       KIND_UINT,   "a whole number of pixels, at least 64 (0 = automatic)",
-                  0, cg_options_set_tile_size, 0, 0, 0, 0 },
+                  0, cg_options_set_tile_size, 0, 0, 0, 0, 0 },
   { "device",     KIND_NAME,   "a device name", 0, cg_options_set_backend, 0,
-                  cg_backend_from_name, 0, 1 },
+                  cg_backend_from_name, 0, 1, 0 },
   { "max-memory", KIND_MEMORY, "a memory size such as 1500M or 2G (0 = automatic)",
-                  0, 0, cg_options_set_memory_limit, 0, 0, 0 },
+                  0, 0, cg_options_set_memory_limit, 0, 0, 0, 0 },
+  { "precision",  KIND_CHOICE, "auto, f32 or bf16", 0, cg_options_set_precision, 0, 0, 0, 0,
+                  precisions },
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -224,6 +244,17 @@ cg_plugin_set (cg_plugin_settings *s, const char *key, const char *value, char *
       if (o->is_backend)
         s->backend = id;
       return 1;
+    case KIND_CHOICE:
+      {
+        const Choice *c;
+
+        if (*value == '\0')
+          value = o->choices[0].name;
+        for (c = o->choices; c->name != NULL; c++)
+          if (strcasecmp (c->name, value) == 0)
+            return check (o->set_u32 (s->opts, c->value), err, err_len, key, value);
+        break;
+      }
     }
   (void) snprintf (why, sizeof why, "needs %s", o->wants);
   return fail (err, err_len, key, value, why);

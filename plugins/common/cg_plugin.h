@@ -4,7 +4,8 @@
  *
  * - Settings: a style and a cg_options built from host values by option name. Every option
  *   is one row of the table in cg_plugin.c (name, kind, setter); ranges are checked by
- *   libcyclegan's setters and names (device) are parsed by libcyclegan.
+ *   libcyclegan's setters, device names are parsed by libcyclegan, precision names
+ *   (auto, f32, bf16) by the table.
  * - The model cache: one model per process, keyed by style + backend, behind a mutex.
  * - cg_plugin_parse_memory: "1500M", "2G", "512MiB", "0"/"auto" (the library's default).
  *
@@ -38,7 +39,8 @@ typedef struct
 int  cg_plugin_settings_init (cg_plugin_settings *s, char *err, size_t err_len);
 void cg_plugin_settings_clear (cg_plugin_settings *s);
 
-/* Applies option `key` (style, strength, scale, detail, tile, device, max-memory, ...)
+/* Applies option `key` (style, strength, scale, detail, tile, device, max-memory,
+ * precision)
  * from text. An empty value leaves the default. Returns 1, 0 after writing a message
  * "key=value: reason" into `err`, or -1 if no option has that name (err names the known
  * ones). */

@@ -41,6 +41,10 @@ property_string (max_memory, "Maximum memory", "")
   description ("Memory one run may use, e.g. 1500M or 2G (no unit = bytes); "
                "empty or 0 = automatic (the smaller of 2 GiB and half the free memory)")
 
+property_string (precision, "Precision", "auto")
+  description ("Arithmetic: auto (bf16 products where the CPU has fast instructions "
+               "for them, else f32), f32 (the exact path) or bf16")
+
 #else
 
 #define GEGL_OP_FILTER
@@ -122,7 +126,8 @@ read_settings (GeglProperties *o, cg_plugin_settings *s, gchar *err, gsize err_l
          cg_plugin_set_number (s, "scale", o->scale, err, err_len) == 1 &&
          cg_plugin_set_number (s, "detail", o->detail, err, err_len) == 1 &&
          cg_plugin_set (s, "device", o->device, err, err_len) == 1 &&
-         cg_plugin_set (s, "max-memory", o->max_memory, err, err_len) == 1;
+         cg_plugin_set (s, "max-memory", o->max_memory, err, err_len) == 1 &&
+         cg_plugin_set (s, "precision", o->precision, err, err_len) == 1;
 }
 
 /* Runs the model over `pixels` (width x height RGBA, 16 bits per sample) in place. */

@@ -36,6 +36,7 @@ cg_gimp_values_init (CgGimpValues *values)
   values->scale    = 0.0;
   values->backend  = CG_BACKEND_AUTO;
   values->max_memory_mib = 0;
+  values->precision = CG_PRECISION_AUTO;
 }
 
 gboolean
@@ -45,6 +46,40 @@ cg_gimp_values_set_style (CgGimpValues *values, const gchar *style)
     return FALSE;
   g_strlcpy (values->style, style, sizeof values->style);
   return TRUE;
+}
+
+gboolean
+cg_gimp_precision_from_name (const gchar *name, gint32 *precision)
+{
+  static const struct { const gchar *name; gint32 value; } names[] = {
+    { "auto", CG_PRECISION_AUTO },
+    { "f32",  CG_PRECISION_F32 },
+    { "fp32", CG_PRECISION_F32 },
+    { "bf16", CG_PRECISION_BF16 },
+  };
+  guint i;
+
+  for (i = 0; name != NULL && i < G_N_ELEMENTS (names); i++)
+    if (g_ascii_strcasecmp (name, names[i].name) == 0)
+      {
+        *precision = names[i].value;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+const gchar *
+cg_gimp_precision_name (gint32 precision)
+{
+  switch (precision)
+    {
+    case CG_PRECISION_F32:
+      return "f32";
+    case CG_PRECISION_BF16:
+      return "bf16";
+    default:
+      return "auto";
+    }
 }
 
 gboolean
@@ -194,6 +229,10 @@ cg_gimp_help_text (void)
     "at the image's own size (fine strokes, a lighter style), 0.5 at half its size.\n\n"
     "Device: where the work runs; Automatic uses a GPU when the plug-in was built with "
     "one and it is present.\n\n"
+    "Precision: the arithmetic. Automatic uses bf16 products where the processor has fast "
+    "instructions for them (faster; the colours may differ from f32 by a level or two) and "
+    "f32 elsewhere. f32 is the reference arithmetic; bf16 fails on a processor without "
+    "those instructions.\n\n"
     "The preview shows the selection painted at the working size; OK paints the layer. "
     "Edit > Undo restores the original. Alpha is kept; grey layers stay grey.\n\n"
     "More: plugins/gimp/README.md in the cyclegan sources.";
@@ -214,7 +253,8 @@ cg_gimp_show_help (GtkWidget *parent)
   gtk_widget_destroy (dialog);
 }
 
-/* Options for one call: strength, scale, backend and memory limit from `values`. */
+/* Options for one call: strength, scale, backend, memory limit and precision from
+ * `values`. */
 static cg_status
 make_options (const CgGimpValues *values, gdouble strength, gdouble scale,
               cg_options **out)
@@ -232,6 +272,8 @@ make_options (const CgGimpValues *values, gdouble strength, gdouble scale,
     status = cg_options_set_backend (opts, (cg_backend) values->backend);
   if (status == CG_OK && values->max_memory_mib > 0)
     status = cg_options_set_memory_limit (opts, (uint64_t) values->max_memory_mib << 20);
+  if (status == CG_OK)
+    status = cg_options_set_precision (opts, (cg_precision) values->precision);
   if (status != CG_OK)
     {
       cg_options_free (opts);
@@ -532,6 +574,7 @@ typedef struct
   gint   *cancel;      /* the preview's flag, read atomically */
   gchar  *style;
   gint32  backend;
+  gint32  precision;
   gdouble engine_scale;
   guint8 *original;    /* borrowed from the preview, which outlives the worker */
   gint    width;
@@ -566,9 +609,10 @@ struct _CgGimpPreview
   gchar         *model_style;
   gint32         model_backend;
 
-  /* The picture shown: for (style, backend, scale), at strength 1. */
+  /* The picture shown: for (style, backend, precision, scale), at strength 1. */
   gchar         *picture_style;
   gint32         picture_backend;
+  gint32         picture_precision;
   gdouble        picture_scale;
   guint8        *original;      /* RGBA u8, width x height */
   guint8        *styled;        /* the same stylized, or NULL */
@@ -673,6 +717,7 @@ preview_worker (gpointer data)
 
   cg_gimp_values_init (&v);
   v.backend = job->backend;
+  v.precision = job->precision;
   if (p->model == NULL || g_strcmp0 (p->model_style, job->style) != 0
       || p->model_backend != job->backend)
     {
@@ -753,6 +798,7 @@ preview_join (CgGimpPreview *p)
       g_free (p->picture_style);
       p->picture_style = g_strdup (job->style);
       p->picture_backend = job->backend;
+      p->picture_precision = job->precision;
     }
   preview_job_free (job);
 }
@@ -768,7 +814,8 @@ preview_poll (gpointer data)
   preview_join (p);
   /* Values that changed meanwhile get a new preview at once; else show this one. */
   if (g_strcmp0 (p->picture_style, p->values.style) != 0
-      || p->picture_backend != p->values.backend || p->picture_scale != p->values.scale)
+      || p->picture_backend != p->values.backend
+      || p->picture_precision != p->values.precision || p->picture_scale != p->values.scale)
     preview_schedule (p, 0);
   preview_refresh (p);
   return G_SOURCE_REMOVE;
@@ -820,6 +867,7 @@ preview_start (CgGimpPreview *p)
   job->cancel = &p->cancel;
   job->style = g_strdup (v->style);
   job->backend = v->backend;
+  job->precision = v->precision;
   job->engine_scale = f / f_read; /* above 1 only when working above native size */
   job->original = p->original;
   job->width = pw;
@@ -840,7 +888,8 @@ preview_timeout (gpointer data)
 
   p->timeout_id = 0;
   stale = p->picture_style == NULL || g_strcmp0 (p->picture_style, p->values.style) != 0
-          || p->picture_backend != p->values.backend || p->picture_scale != p->values.scale;
+          || p->picture_backend != p->values.backend
+          || p->picture_precision != p->values.precision || p->picture_scale != p->values.scale;
   if (on && stale)
     {
       if (p->worker != NULL)

@@ -37,17 +37,24 @@ typedef struct
   gdouble scale;                    /* 0 = auto, else (0, 4] of the input size */
   gint32  backend;                  /* CG_BACKEND_* */
   gint32  max_memory_mib;           /* memory limit in MiB; 0 = the library's default */
+  gint32  precision;                /* CG_PRECISION_* */
 } CgGimpValues;
 
 /* The memory-limit field's range in MiB (the library's minimum is 128 MiB; 0 = default). */
 #define CG_GIMP_MAX_MEMORY_MAX 1048576
 
 /* The defaults: the first shipped style, strength 1, scale auto, backend auto, memory
- * limit automatic. */
+ * limit automatic, precision auto. */
 void cg_gimp_values_init (CgGimpValues *values);
 
 /* Copies `style` into values->style; FALSE (values unchanged) if NULL, empty or too long. */
 gboolean cg_gimp_values_set_style (CgGimpValues *values, const gchar *style);
+
+/* The precision names, as the CLI's --precision takes them: "auto", "f32" (or "fp32"),
+ * "bf16", any case. FALSE (*precision unchanged) for anything else. */
+gboolean     cg_gimp_precision_from_name (const gchar *name, gint32 *precision);
+/* The name of a CG_PRECISION_* value ("auto" for an unknown one). */
+const gchar *cg_gimp_precision_name (gint32 precision);
 
 /* TRUE for the name of a style built into the library. */
 gboolean cg_gimp_style_is_shipped (const gchar *style);

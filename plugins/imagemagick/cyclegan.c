@@ -9,8 +9,9 @@
  * file; default monet), strength (0..1, default 1), scale (a fraction in (0, 4], or auto/0;
  * default auto), detail (0..4, default 0.5), tile (working pixels per tile, >= 64; default
  * 0 = as the memory plan chooses), device (auto, cpu, cuda or metal; default auto),
- * max-memory (e.g. 1500M or 2G; default automatic). They are parsed, and the model cached,
- * by the shared glue in plugins/common/cg_plugin.c.
+ * max-memory (e.g. 1500M or 2G; default automatic), precision (auto, f32 or bf16; default
+ * auto). They are parsed, and the model cached, by the shared glue in
+ * plugins/common/cg_plugin.c.
  *
  * Pixels go in as 16-bit RGB(A) (ShortPixel, the full Q16 precision) and come back at the
  * image's depth (see stylize_image); alpha is kept, and an image without alpha gets none.
@@ -92,7 +93,7 @@ parse_settings (const int argc, const char **argv, cg_plugin_settings *s, Failur
 
       if (eq == NULL || eq == arg || (key_len = (size_t) (eq - arg)) >= sizeof key)
         return set_failure (f, "arguments are key=value (style, strength, scale, detail, "
-                               "tile, device, max-memory)", arg);
+                               "tile, device, max-memory, precision)", arg);
       (void) memcpy (key, arg, key_len);
       key[key_len] = '\0';
       if (cg_plugin_set (s, key, eq + 1, err, sizeof err) != 1)

@@ -402,7 +402,7 @@ pub extern "C" fn cg_backend_describe(backend: cg_backend, buf: *mut c_char, len
             // SAFETY: per the documented contract `buf` is writable for `len` bytes; we
             // write `n + 1 <= len` of them.
             unsafe {
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf as *mut u8, n);
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), n);
                 *buf.add(n) = 0;
             }
         }

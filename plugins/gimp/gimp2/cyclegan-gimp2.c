@@ -192,6 +192,17 @@ on_backend_changed (GtkWidget *widget, gpointer data)
   dialog_changed (d);
 }
 
+static void
+on_precision_changed (GtkWidget *widget, gpointer data)
+{
+  Dialog *d = data;
+  gint    precision = CG_PRECISION_AUTO;
+
+  gimp_int_combo_box_get_active (GIMP_INT_COMBO_BOX (widget), &precision);
+  d->values->precision = precision;
+  dialog_changed (d);
+}
+
 static GtkWidget *
 style_combo_new (Dialog *d)
 {
@@ -270,6 +281,20 @@ backend_combo_new (gint32 active)
   return combo;
 }
 
+static GtkWidget *
+precision_combo_new (gint32 active)
+{
+  GtkWidget *combo = gimp_int_combo_box_new ("Automatic", CG_PRECISION_AUTO,
+                                             "f32",       CG_PRECISION_F32,
+                                             "bf16",      CG_PRECISION_BF16,
+                                             NULL);
+
+  if (active != CG_PRECISION_F32 && active != CG_PRECISION_BF16)
+    active = CG_PRECISION_AUTO;
+  gimp_int_combo_box_set_active (GIMP_INT_COMBO_BOX (combo), active);
+  return combo;
+}
+
 static GtkObject *
 scale_row (GtkTable *table, gint row, const gchar *label, gdouble *target,
            gdouble lower, gdouble upper, const gchar *tooltip, Dialog *d)
@@ -288,7 +313,7 @@ run_dialog (const gchar *title, const gchar *proc, gboolean general, gint32 draw
             const GeglRectangle *rect, CgGimpValues *values)
 {
   Dialog      d;
-  GtkWidget  *hbox, *vbox, *table, *device, *memory;
+  GtkWidget  *hbox, *vbox, *table, *device, *memory, *precision;
   GeglBuffer *buffer;
   gint        row = 0;
   gboolean    ok;
@@ -320,7 +345,7 @@ run_dialog (const gchar *title, const gchar *proc, gboolean general, gint32 draw
 
   vbox = gtk_vbox_new (FALSE, 0);
   gtk_box_pack_start (GTK_BOX (hbox), vbox, TRUE, TRUE, 0);
-  table = gtk_table_new (6, 3, FALSE);
+  table = gtk_table_new (7, 3, FALSE);
   gtk_table_set_col_spacings (GTK_TABLE (table), 6);
   gtk_table_set_row_spacings (GTK_TABLE (table), 6);
   gtk_box_pack_start (GTK_BOX (vbox), table, FALSE, FALSE, 0);
@@ -354,6 +379,15 @@ run_dialog (const gchar *title, const gchar *proc, gboolean general, gint32 draw
   gimp_table_attach_aligned (GTK_TABLE (table), 0, row++, "_Memory limit (MiB, 0 = auto):",
                              0.0, 0.5, memory, 1, FALSE);
   g_signal_connect (memory, "value-changed", G_CALLBACK (on_memory_changed), &d);
+  precision = precision_combo_new (values->precision);
+  gimp_int_combo_box_get_active (GIMP_INT_COMBO_BOX (precision), &values->precision);
+  gimp_help_set_help_data (precision, "The arithmetic: Automatic uses bf16 products where "
+                           "the processor has fast instructions for them, f32 elsewhere; "
+                           "f32 is the reference; bf16 fails without those instructions",
+                           NULL);
+  gimp_table_attach_aligned (GTK_TABLE (table), 0, row++, "_Precision:", 0.0, 0.5,
+                             precision, 2, FALSE);
+  g_signal_connect (precision, "changed", G_CALLBACK (on_precision_changed), &d);
 
   gtk_widget_show_all (d.dialog);
   dialog_changed (&d);
@@ -403,7 +437,8 @@ run (const gchar      *name,
   gegl_init (NULL, NULL);
 
   /* Values: the defaults, then the last ones used with this procedure (interactive and
-   * repeated runs) or the arguments (non-interactive runs; the device is automatic). */
+   * repeated runs) or the arguments (non-interactive runs; the device, memory limit and
+   * precision are automatic). */
   cg_gimp_values_init (&values);
   if (run_mode != GIMP_RUN_NONINTERACTIVE)
     {

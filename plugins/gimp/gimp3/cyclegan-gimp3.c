@@ -3,8 +3,8 @@
  *
  * Registers Filters > Artistic > "<Style> style" (plug-in-cyclegan-NAME) for every style
  * built into libcyclegan and "Style Transfer (CycleGAN)..." (plug-in-cyclegan, arguments
- * style, strength, scale), builds the dialog from the procedure's arguments, and hands the
- * drawable's buffers to cg_gimp_common.c. GIMP stores the last values itself.
+ * style, strength, scale, precision), builds the dialog from the procedure's arguments, and
+ * hands the drawable's buffers to cg_gimp_common.c. GIMP stores the last values itself.
  */
 #include <string.h>
 
@@ -14,6 +14,10 @@
 #include "cg_gimp_common.h"
 
 #define STYLE_FILE_NICK "file"
+
+#define PRECISION_BLURB                                                                  \
+  "The arithmetic: auto (bf16 products where the processor has fast instructions for "   \
+  "them, f32 elsewhere), f32 (the reference) or bf16 (fails without those instructions)"
 
 typedef struct
 {
@@ -59,6 +63,15 @@ device_choice_new (void)
                                       "cpu",   CG_BACKEND_CPU,   "CPU", NULL,
                                       "cuda",  CG_BACKEND_CUDA,  "NVIDIA GPU (CUDA)", NULL,
                                       "metal", CG_BACKEND_METAL, "Apple GPU (Metal)", NULL,
+                                      NULL);
+}
+
+static GimpChoice *
+precision_choice_new (void)
+{
+  return gimp_choice_new_with_values ("auto", CG_PRECISION_AUTO, "Automatic", NULL,
+                                      "f32",  CG_PRECISION_F32,  "f32", NULL,
+                                      "bf16", CG_PRECISION_BF16, "bf16", NULL,
                                       NULL);
 }
 
@@ -123,6 +136,13 @@ create_procedure (GimpPlugIn *plug_in, const gchar *name)
                                           "size; 0 = auto (a long side of 384 pixels); larger "
                                           "values give finer brush strokes",
                                           0.0, 4.0, 0.0, G_PARAM_READWRITE);
+      /* An argument, unlike device and max-memory, because it changes the pixels: a
+       * script that needs the reference result asks for f32. A string checked here, not a
+       * choice: GIMP 3.0's Script-Fu turns an unknown choice into the default with only a
+       * GLib warning, and a script asking for "fp64" must fail. The dialog shows
+       * precision-choice instead (as style and style-choice). */
+      gimp_procedure_add_string_argument (procedure, "precision", "Precision",
+                                          PRECISION_BLURB, "auto", G_PARAM_READWRITE);
       /* Dialog only: the "style" argument is derived from these two. */
       gimp_procedure_add_choice_aux_argument (procedure, "style-choice", "St_yle",
                                               "A shipped style, or a style file",
@@ -152,6 +172,10 @@ create_procedure (GimpPlugIn *plug_in, const gchar *name)
                                               "pixels); larger values give finer brush strokes",
                                               0.0, 4.0, 0.0, G_PARAM_READWRITE);
     }
+  /* The dialog's precision (for the general procedure, "precision" is derived from it). */
+  gimp_procedure_add_choice_aux_argument (procedure, "precision-choice", "_Precision",
+                                          PRECISION_BLURB, precision_choice_new (), "auto",
+                                          G_PARAM_READWRITE);
   gimp_procedure_add_choice_aux_argument (procedure, "device", "_Device",
                                           "Where to compute", device_choice_new (), "auto",
                                           G_PARAM_READWRITE);
@@ -207,6 +231,23 @@ values_from_config (GimpProcedureConfig *config, const gchar *shipped, gboolean 
   g_object_get (config, "strength", &values->strength, "scale", &values->scale, NULL);
   values->backend = gimp_procedure_config_get_choice_id (config, "device");
   g_object_get (config, "max-memory", &values->max_memory_mib, NULL);
+  if (shipped != NULL || from_dialog)
+    values->precision = gimp_procedure_config_get_choice_id (config, "precision-choice");
+  else
+    {
+      gchar *name = NULL;
+
+      g_object_get (config, "precision", &name, NULL);
+      if (! cg_gimp_precision_from_name (name, &values->precision))
+        {
+          if (error)
+            *error = g_strdup_printf ("precision \"%s\": use auto, f32 or bf16",
+                                      name ? name : "");
+          g_free (name);
+          return FALSE;
+        }
+      g_free (name);
+    }
 
   if (shipped != NULL)
     style = g_strdup (shipped);
@@ -342,7 +383,8 @@ run_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const gchar *
       GValue          value = G_VALUE_INIT;
 
       gimp_procedure_dialog_fill (GIMP_PROCEDURE_DIALOG (dialog), "style-choice", "style-file",
-                                  "strength", "scale", "device", "max-memory", NULL);
+                                  "strength", "scale", "precision-choice", "device",
+                                  "max-memory", NULL);
       /* The file chooser is active only while "Style file..." is chosen. */
       g_value_init (&value, G_TYPE_STRING);
       g_value_set_string (&value, STYLE_FILE_NICK);
@@ -353,7 +395,7 @@ run_dialog (GimpProcedure *procedure, GimpProcedureConfig *config, const gchar *
     }
   else
     gimp_procedure_dialog_fill (GIMP_PROCEDURE_DIALOG (dialog), "strength", "scale",
-                                "device", "max-memory", NULL);
+                                "precision-choice", "device", "max-memory", NULL);
 
   /* The preview goes to the left of the generated widgets. */
   content = gtk_dialog_get_content_area (GTK_DIALOG (dialog));
@@ -451,8 +493,9 @@ run (GimpProcedure        *procedure,
       ui = TRUE;
     }
 
-  /* Interactive runs take the style from the dialog's choice and store it in "style" too,
-   * so that Repeat (last values) and the next dialog agree. */
+  /* Interactive runs take the style and precision from the dialog's choices and store them
+   * in "style" and "precision" too, so that Repeat (last values) and the next dialog
+   * agree. */
   if (! values_from_config (config, shipped, run_mode == GIMP_RUN_INTERACTIVE,
                             &values, &error))
     {
@@ -460,7 +503,8 @@ run (GimpProcedure        *procedure,
       return fail (procedure, GIMP_PDB_CALLING_ERROR, error);
     }
   if (shipped == NULL && run_mode == GIMP_RUN_INTERACTIVE)
-    g_object_set (config, "style", values.style, NULL);
+    g_object_set (config, "style", values.style, "precision",
+                  cg_gimp_precision_name (values.precision), NULL);
 
   memset (&job, 0, sizeof job);
   job.src = gimp_drawable_get_buffer (drawable);

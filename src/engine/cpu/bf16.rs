@@ -32,8 +32,10 @@ pub(super) const KB: usize = 32;
 /// Output channels are padded to a multiple of this: 16 f32, one vector or tile row.
 pub(super) const NB: usize = 16;
 
-/// Which bf16 instructions run the products.
+/// Which bf16 instructions run the products. Both are x86-64 instructions: elsewhere (aarch64)
+/// no kernel exists, `kernel()` is None and precision bf16 is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) enum Kernel {
     /// AVX-512 `vdpbf16ps`.
     Avx512,
@@ -84,7 +86,7 @@ pub(crate) enum Part {
 pub(crate) type Split = &'static [(Part, Part)];
 
 /// One bf16 product per pair: too coarse for the error bounds (see [`SPLIT3`]).
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(not(all(test, target_arch = "x86_64")), allow(dead_code))]
 pub(crate) const PLAIN: Split = &[(Part::Hi, Part::Hi)];
 /// Three bf16 products per pair (see [`Split`]): the engine's bf16 path. Measured on
 /// `examples/rocket.jpg` against f32 (8-bit levels, mean / 99.9th percentile / max):
@@ -179,7 +181,8 @@ impl PackedU {
             });
     }
 
-    /// Transform point ξ's packed matrix.
+    /// Transform point ξ's packed matrix (read by the x86-64 kernels).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn point(&self, xi: usize) -> &[u16] {
         let per = self.kb * self.np;
         &self.data[xi * per..(xi + 1) * per]
@@ -610,7 +613,8 @@ mod amx {
     }
 }
 
-#[cfg(test)]
+/// The kernels these tests check are x86-64 code (elsewhere there is none to check).
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
 
