@@ -61,7 +61,7 @@ fn tiled_matches_whole_image_within_one_level() {
         None,
         "400x300 fits the default budget"
     );
-    assert_eq!(plan(&native(Some(256))).tile, Some(256));
+    assert_eq!(plan(&native(Some(256))).tile, Some((256, 256)));
     let whole = stylize(&model, &img, &native(None), &mut |_| true).unwrap();
     let tiled = stylize(&model, &img, &native(Some(256)), &mut |_| true).unwrap();
     let mad = mean_abs_diff(&whole, &tiled);

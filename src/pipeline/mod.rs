@@ -173,8 +173,9 @@ pub fn stylize(
 pub struct RunPlan {
     /// The working size the network sees.
     pub working: (u32, u32),
-    /// `None` for one piece; the tile side otherwise.
-    pub tile: Option<u32>,
+    /// `None` for one piece; otherwise the largest tile, `(width, height)` in working
+    /// pixels (square, or strips when one axis fits whole).
+    pub tile: Option<(u32, u32)>,
     /// The scale of the statistics pass when tiled (1 = the whole working image).
     pub stats_scale: f64,
 }
@@ -199,7 +200,7 @@ pub fn run_plan(model: &Model, width: u32, height: u32, opts: &StylizeOptions) -
             },
             Plan::Tiled { tile, stats_scale } => RunPlan {
                 working: (ww, wh),
-                tile: Some(tile as u32),
+                tile: Some((tile.0 as u32, tile.1 as u32)),
                 stats_scale,
             },
         },
@@ -301,7 +302,7 @@ fn run_network(
             tiles::add_window(&mut out, &y, (0, 0, pw, ph), &vec![1.0; pw], &vec![1.0; ph]);
         }
         Plan::Tiled { tile, stats_scale } => {
-            let (xs, ys) = (Axis::new(pw, tile), Axis::new(ph, tile));
+            let (xs, ys) = (Axis::new(pw, tile.0), Axis::new(ph, tile.1));
             let (sw, sh) = if stats_scale >= 1.0 {
                 (pw, ph)
             } else {

@@ -5,6 +5,8 @@
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 
+#[cfg(test)]
+use super::tiles::Axis;
 use super::tiles::{MARGIN, MIN_TILE};
 
 /// The default budget's ceiling: 2 GiB (issue #14; DESIGN.md "Memory").
@@ -46,9 +48,12 @@ impl Fixed {
 pub(crate) enum Plan {
     /// One forward pass over the whole (padded) image, measuring its own statistics.
     Whole,
-    /// Overlapping tiles of at most `tile` x `tile` working pixels, normalized with
-    /// statistics recorded on the image scaled by `stats_scale` (1 = the whole image).
-    Tiled { tile: usize, stats_scale: f64 },
+    /// Overlapping tiles of at most `tile = (width, height)` working pixels, normalized
+    /// with statistics recorded on the image scaled by `stats_scale` (1 = the whole image).
+    Tiled {
+        tile: (usize, usize),
+        stats_scale: f64,
+    },
 }
 
 /// The budget when the caller sets none: the smaller of [`DEFAULT_MAX_MEMORY`] and half of
@@ -119,38 +124,67 @@ pub(crate) fn plan(
         }
         let per_px = need(512, 512) as f64 / (512.0 * 512.0);
         return Ok(Plan::Tiled {
-            tile: t,
+            tile: (t, t),
             stats_scale: stats_scale(avail as f64 / per_px),
         });
     }
     if fits(pw, ph) {
         return Ok(Plan::Whole);
     }
-    // The largest square tile that fits, on the 4-pixel grid the network needs.
-    let mut lo = MIN_TILE;
-    if !fits(lo, lo) {
+    if !fits(MIN_TILE, MIN_TILE) {
         return Err(Error::OutOfMemory(format!(
             "the memory limit of {} is too small: a {pw}x{ph} working image needs at least {} \
-             (the model, the image and one {lo}-px tile); raise the memory limit \
+             (the model, the image and one {MIN_TILE}-px tile); raise the memory limit \
              (--max-memory, cg_options_set_memory_limit)",
             human(budget),
-            human(budget.saturating_sub(avail) + need(lo, lo)),
+            human(budget.saturating_sub(avail) + need(MIN_TILE, MIN_TILE)),
         )));
     }
-    let mut hi = pw.max(ph).next_multiple_of(4);
-    while hi - lo > 4 {
-        let mid = (lo + hi) / 2 / 4 * 4;
-        if fits(mid, mid) {
-            lo = mid;
-        } else {
-            hi = mid;
+    // The tiling that runs the fewest pixels in all (overlaps included) with tiles that
+    // fit, fewer tiles on a tie: square tiles for an image far larger than the budget,
+    // strips when one axis fits whole (a 2048-px square in 2 GiB: two 2048x1088 strips,
+    // 1.06x the pixels, where four 1088-px squares are 1.13x).
+    let most = |n: usize| n.div_ceil(MIN_TILE - 2 * MARGIN).max(1);
+    let mut best: Option<(usize, usize, (usize, usize))> = None;
+    for kx in 1..=most(pw) {
+        let tw = span_len(pw, kx);
+        if kx > 1 && tw < MIN_TILE {
+            break;
+        }
+        for ky in 1..=most(ph) {
+            let th = span_len(ph, ky);
+            if ky > 1 && th < MIN_TILE {
+                break;
+            }
+            if !fits(tw, th) {
+                continue;
+            }
+            let key = (kx * tw * ky * th, kx * ky, (tw, th));
+            if best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
+                best = Some(key);
+            }
+            // More rows of tiles only add overlap.
+            break;
         }
     }
-    let per_px = need(lo, lo) as f64 / (lo * lo) as f64;
+    let (tw, th) = best.map_or((MIN_TILE, MIN_TILE), |b| b.2);
+    let per_px = need(tw, th) as f64 / (tw * th) as f64;
     Ok(Plan::Tiled {
-        tile: lo.max(2 * MARGIN + 32),
+        tile: (tw, th),
         stats_scale: stats_scale(avail as f64 / per_px),
     })
+}
+
+/// The length of each of `k` evenly laid out tiles covering `n` pixels, overlapping by
+/// `2 * MARGIN`, on the 4-pixel grid: what [`super::tiles::Axis::new`] makes of it.
+fn span_len(n: usize, k: usize) -> usize {
+    if k <= 1 {
+        return n;
+    }
+    (n + (k - 1) * 2 * MARGIN)
+        .div_ceil(k)
+        .next_multiple_of(4)
+        .min(n)
 }
 
 /// `n` scaled by `f`, at least 4.
@@ -206,6 +240,61 @@ pub fn parse_size(s: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{LayerProgress, Precision, Stats};
+    use crate::nn::GeneratorConfig;
+
+    /// An engine that only plans: 600 bytes per working pixel, as the CPU engine.
+    #[derive(Debug)]
+    struct Planner;
+
+    impl Engine for Planner {
+        fn describe(&self) -> String {
+            "planner".into()
+        }
+        fn config(&self) -> GeneratorConfig {
+            GeneratorConfig::SEED
+        }
+        fn memory_for(&self, width: usize, height: usize) -> u64 {
+            600 * (width * height) as u64
+        }
+        fn resident_memory(&self) -> u64 {
+            0
+        }
+        fn forward(
+            &self,
+            _: &[f32],
+            _: usize,
+            _: usize,
+            _: Stats,
+            _: Precision,
+            _: LayerProgress,
+        ) -> Result<Vec<f32>> {
+            unreachable!("plans only")
+        }
+    }
+
+    #[test]
+    fn strips_when_one_axis_fits() {
+        // 2048 x 2048 with room for about 2.6 MP a tile: two full-width strips (1.06x the
+        // pixels), not four squares (1.13x).
+        let budget = RUNTIME_RESERVE + 612 * 2_600_000;
+        let square = plan(&Planner, 2048, 2048, budget, Fixed::default(), None).unwrap();
+        let Plan::Tiled { tile, .. } = square else {
+            panic!("{square:?}")
+        };
+        assert_eq!(tile, (2048, 1088), "{square:?}");
+        // A 6000 x 4000 image in the same budget: tiles on both axes, each within it.
+        let plan = plan(&Planner, 6000, 4000, budget, Fixed::default(), None).unwrap();
+        let Plan::Tiled { tile: (tw, th), .. } = plan else {
+            panic!("{plan:?}")
+        };
+        assert!(
+            tw < 6000 && th < 4000 && 612 * tw * th <= 612 * 2_600_000,
+            "{plan:?}"
+        );
+        let (xs, ys) = (Axis::new(6000, tw), Axis::new(4000, th));
+        assert!(xs.spans.iter().all(|s| s.1 <= tw) && ys.spans.iter().all(|s| s.1 <= th));
+    }
 
     #[test]
     fn sizes_parse_as_written() {
