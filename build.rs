@@ -4,7 +4,7 @@
 //! (scripts/install-lib.sh installs the usual `libcyclegan.so -> .so.0 -> .so.0.x.y` links).
 //!
 //! Only for GPU builds (`cuda` feature):
-//! - compiles the fused kernels (src/model/fused.cu) to PTX with nvcc (`NVCC`, else
+//! - compiles the fused kernels (src/nn/fused.cu) to PTX with nvcc (`NVCC`, else
 //!   `$CUDA_HOME/bin/nvcc`, else `nvcc` on PATH), for compute capability 7.5 and up (the
 //!   driver JIT-compiles this small module for the GPU at hand on first use);
 //! - for builds that must start without the CUDA libraries
@@ -61,7 +61,7 @@ fn set_soname() {
 }
 
 fn compile_fused_kernels() {
-    const SRC: &str = "src/model/fused.cu";
+    const SRC: &str = "src/nn/fused.cu";
     println!("cargo:rerun-if-changed={SRC}");
     println!("cargo:rerun-if-env-changed=NVCC");
     println!("cargo:rerun-if-env-changed=CUDA_HOME");
