@@ -146,10 +146,20 @@ fn cuda_device() -> Result<Device> {
             // usual ones, and this turns any other into the same error.
             std::panic::catch_unwind(|| Device::new_cuda(0))
                 .map_err(|_| "a CUDA library failed to load".to_string())?
-                .map_err(|e| e.to_string())
+                .map_err(|e| candle_message(&e))
         })
         .clone()
         .map_err(|e| Error::BackendUnavailable(format!("no usable CUDA device: {e}")))
+}
+
+/// A candle error's message without the backtrace candle attaches to it when
+/// `RUST_BACKTRACE` is set: a device notice is one line (`cyclegan backends`, the fallback
+/// notice), not a hundred.
+fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        e => e.to_string(),
+    }
 }
 
 /// Checks that the CUDA driver and the libraries candle uses can be loaded, so that a GPU
