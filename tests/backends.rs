@@ -149,11 +149,21 @@ fn stylize(dir: &Path, device: &str, out_name: &str, allow_cpu: bool) -> (PathBu
     let output =
         std::env::temp_dir().join(format!("cyclegan-be-{}-{out_name}", std::process::id()));
     let mut cmd = cli();
-    cmd.args(["stylize", "--device", device, "--overwrite", "--model"])
-        .arg(&model)
-        .arg(&input)
-        .arg("-o")
-        .arg(&output);
+    // f32 everywhere: auto runs bf16 on CPUs with AMX, which the images are compared
+    // against.
+    cmd.args([
+        "stylize",
+        "--device",
+        device,
+        "--precision",
+        "f32",
+        "--overwrite",
+    ])
+    .arg("--model")
+    .arg(&model)
+    .arg(&input)
+    .arg("-o")
+    .arg(&output);
     let out = with_backends(cmd, dir, allow_cpu);
     (output, out)
 }
@@ -427,7 +437,12 @@ fn child_parity() {
     for (d, s) in px.data_mut().iter_mut().zip(img.as_raw()) {
         *d = *s as f32 / 255.0;
     }
-    let opts = cyclegan::StylizeOptions::default();
+    // f32 on both sides: auto runs bf16 where the CPU has AMX, and that path has its own
+    // bounds (tests/precision.rs).
+    let opts = cyclegan::StylizeOptions {
+        precision: Precision::F32,
+        ..Default::default()
+    };
     let a = cyclegan::stylize(&dynamic, &px, &opts, &mut |_| true).unwrap();
     let b = cyclegan::stylize(&builtin, &px, &opts, &mut |_| true).unwrap();
     let diff = max_diff(a.data(), b.data());

@@ -43,6 +43,9 @@ fn scale_one_output_equals_the_network_within_one_level() {
         &small_model(),
         "--scale",
         "1",
+        // f32: auto runs bf16 on CPUs with AMX (tests/precision.rs bounds that path).
+        "--precision",
+        "f32",
         "-o",
         s(&output),
     ]);

@@ -1,10 +1,11 @@
-//! bf16 products for the Winograd convolution: the transformed inputs and kernels rounded to
-//! bf16 (8 significant bits), products accumulated in f32.
+//! bf16 products for the Winograd convolution, on CPUs with `avx512_bf16` but no AMX (with
+//! AMX, the 3x3 layers run as direct tile products instead: [`super::amx_conv`]): the
+//! transformed inputs and kernels rounded to bf16 (8 significant bits), products
+//! accumulated in f32.
 //!
 //! Why: the products `M_ξ = V_ξ · U_ξ` are about nine tenths of the engine's arithmetic,
 //! and CPUs with `avx512_bf16` do twice the multiply-adds per instruction in bf16
-//! (`vdpbf16ps`: 16 lanes, each a 2-term dot product), those with AMX up to 16 times
-//! (`tdpbf16ps`: a 16x16 f32 tile += a 16x32 by 32x16 bf16 product). The transforms
+//! (`vdpbf16ps`: 16 lanes, each a 2-term dot product). The transforms
 //! themselves stay in f32: only the operands of the products are rounded, so the error is
 //! that of one rounding per operand, not of a bf16 transform (whose coefficients up to 5
 //! and 1/24 would amplify it). `tests/precision.rs` checks the output on real photos.
@@ -32,14 +33,15 @@ pub(super) const KB: usize = 32;
 /// Output channels are padded to a multiple of this: 16 f32, one vector or tile row.
 pub(super) const NB: usize = 16;
 
-/// Which bf16 instructions run the products. Both are x86-64 instructions: elsewhere (aarch64)
-/// no kernel exists, `kernel()` is None and precision bf16 is refused.
+/// Which bf16 path a CPU runs. Both are x86-64 instructions: elsewhere (aarch64) no kernel
+/// exists, `kernel()` is None and precision bf16 is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) enum Kernel {
-    /// AVX-512 `vdpbf16ps`.
+    /// AVX-512 `vdpbf16ps` runs the Winograd products, split in three ([`SPLIT3`]).
     Avx512,
-    /// AMX `tdpbf16ps` tiles.
+    /// AMX `tdpbf16ps` tiles run the 3x3 layers directly ([`super::amx_conv`]); any
+    /// Winograd products left run as [`Kernel::Avx512`] (every AMX CPU has it).
     Amx,
 }
 
@@ -57,7 +59,8 @@ fn detect() -> Option<Kernel> {
     {
         return None;
     }
-    if std::env::var_os("CYCLEGAN_NO_AMX").is_none_or(|v| v.is_empty() || v == "0") && amx::enable()
+    if std::env::var_os("CYCLEGAN_NO_AMX").is_none_or(|v| v.is_empty() || v == "0")
+        && super::amx_conv::state::enable()
     {
         return Some(Kernel::Amx);
     }
@@ -187,12 +190,6 @@ impl PackedU {
         let per = self.kb * self.np;
         &self.data[xi * per..(xi + 1) * per]
     }
-
-    /// Bytes held.
-    pub fn bytes(points: usize, cin: usize, cout: usize, split: Split) -> usize {
-        let parts = stored_parts(split).len();
-        2 * points * parts * cin.next_multiple_of(KB) * cout.next_multiple_of(NB)
-    }
 }
 
 /// The distinct kernel parts `split` multiplies, in order of first use.
@@ -232,18 +229,14 @@ pub(super) fn products(
     #[cfg(target_arch = "x86_64")]
     {
         assert_eq!(Some(kernel), self::kernel(), "kernel not available");
-        // SAFETY: `kernel()` returned this kernel, so the CPU has avx512f and avx512bf16
-        // (and, for AMX, the OS granted the tile state); the asserts above bound `v`,
-        // `vb` (just grown) and `prod` for every access.
+        // SAFETY: `kernel()` returned a kernel, so the CPU has avx512f and avx512bf16; the
+        // asserts above bound `v`, `vb` (just grown) and `prod` for every access.
         unsafe {
             convert(v, u, tiles, rows, points, vb);
             for xi in 0..points {
                 let a = &vb[xi * tiles * ks..][..tiles * ks];
                 let out = &mut prod[xi * tiles * np..][..tiles * np];
-                match kernel {
-                    Kernel::Amx => amx::product(u, xi, a, tiles, out),
-                    Kernel::Avx512 => avx512::product(u, xi, a, rows, out),
-                }
+                avx512::product(u, xi, a, rows, out);
             }
         }
     }
@@ -425,194 +418,6 @@ mod avx512 {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod amx {
-    use std::arch::asm;
-
-    use super::{PackedU, KB, NB};
-
-    /// Rows of an A or C tile: 16 tiles of the Winograd group per AMX tile.
-    const TR: usize = 16;
-
-    /// Asks Linux for the AMX tile state (`arch_prctl(ARCH_REQ_XCOMP_PERM,
-    /// XFEATURE_XTILEDATA)`), after checking CPUID for AMX-TILE and AMX-BF16. Once per
-    /// process; the permission covers every thread.
-    pub(super) fn enable() -> bool {
-        // CPUID leaf 7 subleaf 0, EDX: bit 22 AMX-BF16, bit 24 AMX-TILE.
-        #[allow(unused_unsafe)]
-        // SAFETY: CPUID is available on every x86-64 CPU.
-        let edx = unsafe { std::arch::x86_64::__cpuid_count(7, 0) }.edx;
-        if edx & (1 << 22) == 0 || edx & (1 << 24) == 0 {
-            return false;
-        }
-        #[cfg(target_os = "linux")]
-        {
-            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
-            const XFEATURE_XTILEDATA: libc::c_long = 18;
-            // SAFETY: a plain system call with integer arguments; it changes only this
-            // process's permitted extended state.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_arch_prctl,
-                    ARCH_REQ_XCOMP_PERM,
-                    XFEATURE_XTILEDATA,
-                )
-            };
-            rc == 0
-        }
-        #[cfg(not(target_os = "linux"))]
-        false
-    }
-
-    /// The 64-byte tile configuration `ldtilecfg` reads: palette 1, eight tiles of 16
-    /// rows of 64 bytes (tmm0-3 the accumulators, tmm4-5 A, tmm6-7 B).
-    #[repr(C, align(64))]
-    struct Config {
-        palette: u8,
-        start_row: u8,
-        reserved: [u8; 14],
-        colsb: [u16; 16],
-        rows: [u8; 16],
-    }
-
-    const CONFIG: Config = {
-        let mut colsb = [0u16; 16];
-        let mut rows = [0u8; 16];
-        let mut i = 0;
-        while i < 8 {
-            colsb[i] = 64;
-            rows[i] = TR as u8;
-            i += 1;
-        }
-        Config {
-            palette: 1,
-            start_row: 0,
-            reserved: [0; 14],
-            colsb,
-            rows,
-        }
-    };
-
-    /// `out[r][..np] = a[r][..ks] · U_ξ` for all `rows` rows (a multiple of 16).
-    ///
-    /// # Safety
-    /// `enable()` returned true; `a` holds `rows` rows of `ks` bf16 and `out` `rows` rows
-    /// of `np` f32.
-    pub(super) unsafe fn product(u: &PackedU, xi: usize, a: &[u16], rows: usize, out: &mut [f32]) {
-        // The inner dimension, all segments: a multiple of KB.
-        let (kp, np) = (u.ks, u.np);
-        assert!(
-            rows.is_multiple_of(2 * TR) || rows == TR,
-            "whole tiles of rows"
-        );
-        assert!(a.len() >= rows * kp && out.len() >= rows * np);
-        let b = u.point(xi);
-        // Pairs per stored block, K tiles per segment.
-        let (pairs, blocks, seg_kb) = (u.kb / 2, np / NB, u.kp / KB);
-        let (a_rs, b_rs, c_rs) = (2 * kp, 4 * NB, 4 * np);
-        // SAFETY: the configuration is a valid palette-1 layout; tile state is loaded and
-        // released within this call, so no other code sees it.
-        unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly)) };
-        for r in (0..rows).step_by(2 * TR) {
-            let two_rows = r + TR < rows;
-            for j in (0..blocks).step_by(2) {
-                let two_cols = j + 1 < blocks;
-                // SAFETY: tile instructions on the configured tiles only.
-                unsafe {
-                    asm!(
-                        "tilezero tmm0",
-                        "tilezero tmm1",
-                        "tilezero tmm2",
-                        "tilezero tmm3",
-                        options(nostack, nomem)
-                    )
-                };
-                for kb in 0..kp / KB {
-                    let a0 = a[r * kp + kb * KB..].as_ptr();
-                    let stored_kb = u.b_seg[kb / seg_kb] * seg_kb + kb % seg_kb;
-                    let b0 = b[(j * pairs + stored_kb * KB / 2) * 2 * NB..].as_ptr();
-                    // SAFETY: A tile: 16 rows from row r, 64 bytes (32 bf16) at column
-                    // kb KB < kp each; B tile: 16 pairs kb 16.. of block j, 64 bytes each;
-                    // all inside `a` and `b` (asserted sizes, kp and np whole blocks).
-                    unsafe {
-                        asm!(
-                            "tileloadd tmm4, [{a0} + {a_rs}*1]",
-                            "tileloadd tmm6, [{b0} + {b_rs}*1]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            a0 = in(reg) a0,
-                            b0 = in(reg) b0,
-                            a_rs = in(reg) a_rs,
-                            b_rs = in(reg) b_rs,
-                            options(nostack, readonly)
-                        );
-                        if two_cols {
-                            let b1 = b0.add(pairs * 2 * NB);
-                            asm!(
-                                "tileloadd tmm7, [{b1} + {b_rs}*1]",
-                                "tdpbf16ps tmm1, tmm4, tmm7",
-                                b1 = in(reg) b1,
-                                b_rs = in(reg) b_rs,
-                                options(nostack, readonly)
-                            );
-                        }
-                        if two_rows {
-                            let a1 = a0.add(TR * kp);
-                            asm!(
-                                "tileloadd tmm5, [{a1} + {a_rs}*1]",
-                                "tdpbf16ps tmm2, tmm5, tmm6",
-                                a1 = in(reg) a1,
-                                a_rs = in(reg) a_rs,
-                                options(nostack, readonly)
-                            );
-                            if two_cols {
-                                asm!("tdpbf16ps tmm3, tmm5, tmm7", options(nostack, nomem));
-                            }
-                        }
-                    }
-                }
-                let c0 = out[r * np + j * NB..].as_mut_ptr();
-                // SAFETY: C tiles: 16 rows of 16 f32 at rows r (+16) and columns j NB
-                // (+NB) of `out`, inside it (rows < rows, columns < np).
-                unsafe {
-                    asm!(
-                        "tilestored [{c} + {rs}*1], tmm0",
-                        c = in(reg) c0,
-                        rs = in(reg) c_rs,
-                        options(nostack)
-                    );
-                    if two_cols {
-                        asm!(
-                            "tilestored [{c} + {rs}*1], tmm1",
-                            c = in(reg) c0.add(NB),
-                            rs = in(reg) c_rs,
-                            options(nostack)
-                        );
-                    }
-                    if two_rows {
-                        let c1 = c0.add(TR * np);
-                        asm!(
-                            "tilestored [{c} + {rs}*1], tmm2",
-                            c = in(reg) c1,
-                            rs = in(reg) c_rs,
-                            options(nostack)
-                        );
-                        if two_cols {
-                            asm!(
-                                "tilestored [{c} + {rs}*1], tmm3",
-                                c = in(reg) c1.add(NB),
-                                rs = in(reg) c_rs,
-                                options(nostack)
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        // SAFETY: releases the tile state this call configured.
-        unsafe { asm!("tilerelease", options(nostack, nomem)) };
-    }
-}
-
 /// The kernels these tests check are x86-64 code (elsewhere there is none to check).
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
@@ -630,10 +435,7 @@ mod tests {
             eprintln!("no bf16 kernel on this CPU: nothing to check");
             return;
         };
-        let mut kernels = vec![Kernel::Avx512];
-        if best == Kernel::Amx {
-            kernels.push(Kernel::Amx);
-        }
+        let kernels = [best];
         let (points, tiles) = (3, 32);
         let round = |x: f32| half::bf16::from_f32(x).to_f32();
         for (c, n, rows) in [(24, 40, 32), (64, 256, 13), (256, 128, 32), (8, 8, 5)] {

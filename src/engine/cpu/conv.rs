@@ -1,6 +1,7 @@
 //! One convolution: dispatched to the Winograd path (f32 or bf16 products, the transform
 //! made per call or kept) or to direct matrix products, with its statistics when measured.
 
+use super::amx_conv;
 use super::bf16;
 use super::buffer::Buf;
 use super::direct::conv_direct;
@@ -32,8 +33,12 @@ pub(super) struct Work {
     pub(super) f32s: Vec<f32>,
     /// `u` in bf16, for this call only.
     pub(super) ub: bf16::PackedU,
-    /// The bf16 kernel of this call's Winograd products; f32 `gemm` when `None`.
+    /// The bf16 kernel of this call: AMX runs the residual blocks directly
+    /// ([`amx_conv`]) and the other Winograd layers in f32; AVX-512 runs every Winograd
+    /// layer's products in bf16; f32 `gemm` when `None`.
     pub(super) bf16: Option<bf16::Kernel>,
+    /// The input in bf16, for [`amx_conv`].
+    pub(super) xb: amx_conv::Input,
     /// Whether this call makes and keeps each layer's transform.
     pub(super) keep: bool,
 }
@@ -49,7 +54,13 @@ pub(super) fn conv(
 ) -> Result<(OutShape, Option<NormStat>)> {
     let y = &mut work.y;
     let (shape, sums) = match (&layer.wino, work.bf16) {
-        (Some(wino), Some(kernel)) => {
+        (Some(wino), Some(bf16::Kernel::Amx))
+            if amx_conv::fits(wino, layer.cin, layer.conv_cout()) =>
+        {
+            let b = amx_conv::packed(&wino.amx, wino, layer.cin, layer.conv_cout())?;
+            amx_conv::conv(src, b, &mut work.xb, y, measure)
+        }
+        (Some(wino), Some(kernel)) if kernel != bf16::Kernel::Amx => {
             let points = (WINOGRAD.m + 2) * (WINOGRAD.m + 2);
             let (cin, cout) = (layer.cin, layer.conv_cout());
             let u = match wino.kept_bf16.get() {
@@ -84,7 +95,7 @@ pub(super) fn conv(
             };
             winograd::conv(src, winograd::Products::Bf16(u, kernel), y, measure)
         }
-        (Some(wino), None) => {
+        (Some(wino), _) => {
             let t = match wino.kept.get() {
                 Some(t) => t,
                 None if work.keep => {

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use super::amx_conv;
 use super::bf16;
 use super::bf16_kernel_for;
 use super::conv::{conv, Work};
@@ -179,7 +180,13 @@ impl CpuGenerator {
         .max()
         .unwrap_or(0);
         let out = 3 * w * h;
-        (4 * (p + q + y + out)) as u64 + SCRATCH_BYTES
+        // The bf16 copy of a 3x3 layer's input, where auto or bf16 runs them on AMX: the
+        // second up layer's is the largest.
+        let xb = match bf16::kernel() {
+            Some(bf16::Kernel::Amx) => amx_conv::Input::bytes(h / 2, w / 2, 2 * ngf),
+            _ => 0,
+        };
+        (4 * (p + q + y + out) + xb) as u64 + SCRATCH_BYTES
     }
 
     /// Bytes of weights this generator holds once every Winograd transform is kept (a
@@ -191,12 +198,14 @@ impl CpuGenerator {
                 let stored = l.w.len() + l.bias.len();
                 let a = WINOGRAD.m + 2;
                 let wino = l.wino.as_ref().map_or(0, |_| a * a * l.cin * l.conv_cout());
-                // The transforms auto keeps: bf16 (hi and lo parts, about the f32 size)
-                // where this CPU runs bf16 products, f32 elsewhere. A model used at both
-                // precisions keeps both.
+                // What auto keeps: on AMX the 3x3 kernels as bf16 tiles (2 bytes a weight);
+                // f32 Winograd transforms elsewhere (and for layers whose channels do not
+                // fill tiles). A model used at more than one precision keeps both.
                 let wino = match (&l.wino, bf16::kernel()) {
-                    (Some(_), Some(_)) => {
-                        bf16::PackedU::bytes(a * a, l.cin, l.conv_cout(), bf16::SPLIT3)
+                    (Some(w), Some(bf16::Kernel::Amx))
+                        if amx_conv::fits(w, l.cin, l.conv_cout()) =>
+                    {
+                        amx_conv::PackedB::bytes(l.cin, l.conv_cout())
                     }
                     _ => 4 * wino,
                 };

@@ -12,17 +12,20 @@
 //! One module per job:
 //! - [`packing`]: a layer's weights reordered (or kept for a Winograd transform) at load;
 //! - [`conv`]: one convolution, dispatched to [`direct`] (matrix products straight from the
-//!   padded input; [`narrow`] for the tail's three outputs) or [`winograd`] (F(4x4, 3x3),
-//!   f32 or [`bf16`] products);
+//!   padded input; [`narrow`] for the tail's three outputs), [`winograd`] (F(4x4, 3x3),
+//!   f32 or [`bf16`] products) or, at bf16 on AMX, [`amx_conv`] (3x3 layers as bf16 tile
+//!   products straight from the padded input);
 //! - [`stats`]: instance-norm statistics measured from a convolution's output, and the
 //!   norm as a per-channel scale and shift;
 //! - [`place`]: the normalized output written into the next layer's input (same grid,
-//!   upsampled or dilated) and the residual add;
+//!   upsampled or dilated) and the residual add, with [`simd`] compiling these plain
+//!   loops for the CPU's widest vectors;
 //! - [`generator`]: the layer plan, with the layers by name, and its buffers.
 //!
 //! Training and GPU inference stay on candle; this path only runs forward passes on the CPU.
 //! It is the [`Engine`] the CPU backend serves.
 
+mod amx_conv;
 mod bf16;
 mod buffer;
 mod conv;
@@ -33,6 +36,7 @@ mod narrow;
 mod packing;
 mod place;
 mod planes;
+mod simd;
 mod stats;
 mod winograd;
 
@@ -63,15 +67,18 @@ impl CpuEngine {
     }
 }
 
-/// The bf16 kernel a forward pass at `precision` runs its Winograd products with: `bf16`
-/// takes the fastest this CPU has (AMX, else AVX-512 BF16) and is an error without one.
+/// The bf16 kernel a forward pass at `precision` runs: `bf16` takes the fastest this CPU
+/// has (AMX, else AVX-512 BF16) and is an error without one.
 ///
-/// `auto` runs f32: the bf16 path keeps within the error bounds only with three bf16
-/// products per f32 product (hi·hi + hi·lo + lo·hi), and measured so it is not yet faster
-/// than f32 here (docs/performance.md); auto switches to it once it is.
+/// `auto` runs bf16 where the CPU has AMX: the 3x3 layers as direct bf16 tile products
+/// ([`amx_conv`]), measured 1.5-2x faster than f32 and within the error bounds on photos
+/// (`tests/precision.rs`; docs/performance.md). Elsewhere it runs f32: without AMX the
+/// bf16 path splits each Winograd product in three to stay within the bounds, and is not
+/// faster than f32.
 pub(super) fn bf16_kernel_for(precision: Precision) -> Result<Option<bf16::Kernel>> {
     match precision {
-        Precision::F32 | Precision::Auto => Ok(None),
+        Precision::F32 => Ok(None),
+        Precision::Auto => Ok(bf16::kernel().filter(|&k| k == bf16::Kernel::Amx)),
         Precision::Bf16 => bf16::kernel().map(Some).ok_or_else(|| {
             Error::Unsupported(
                 "this CPU has no bf16 instructions (avx512_bf16 or AMX): use precision auto \

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 
+use super::amx_conv;
 use super::bf16;
 use super::buffer::Buf;
 use super::winograd;
@@ -80,6 +81,8 @@ pub(super) struct Wino {
     pub(super) kept: OnceLock<winograd::Transformed>,
     /// The transform in bf16, kept likewise when bf16 products run.
     pub(super) kept_bf16: OnceLock<bf16::PackedU>,
+    /// The kernel as AMX tiles, for the residual blocks' bf16 path: made on first use.
+    pub(super) amx: OnceLock<amx_conv::PackedB>,
 }
 
 impl Wino {
@@ -199,6 +202,7 @@ impl Packed {
                     transposed,
                     kept: OnceLock::new(),
                     kept_bf16: OnceLock::new(),
+                    amx: OnceLock::new(),
                 }),
                 phases: 1,
             });
@@ -282,6 +286,7 @@ impl Packed {
                 transposed: false,
                 kept: OnceLock::new(),
                 kept_bf16: OnceLock::new(),
+                amx: OnceLock::new(),
             }),
             phases: 4,
             ..plain

@@ -44,31 +44,37 @@ pub(super) fn normalize_into(
         .skip(pad)
         .take(h)
         .for_each(|(pr, drow)| {
-            let r = pr - pad;
-            let out = &mut drow[pad * c..][..w * c];
-            let normalize = |o: &mut [f32], px: &[f32]| {
-                for (((o, &v), &a), &b) in o.iter_mut().zip(px).zip(&scale).zip(&shift) {
-                    *o = (v * a + b).max(0.0);
-                }
-            };
-            match place {
-                Place::Same => {
-                    let src = &y[r * s.wv * c..][..w * c];
-                    for (o, px) in out.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
-                        normalize(o, px);
+            super::simd::widest(
+                #[inline(always)]
+                || {
+                    let r = pr - pad;
+                    let out = &mut drow[pad * c..][..w * c];
+                    let normalize = |o: &mut [f32], px: &[f32]| {
+                        for (((o, &v), &a), &b) in o.iter_mut().zip(px).zip(&scale).zip(&shift) {
+                            *o = (v * a + b).max(0.0);
+                        }
+                    };
+                    match place {
+                        Place::Same => {
+                            let src = &y[r * s.wv * c..][..w * c];
+                            for (o, px) in out.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+                                normalize(o, px);
+                            }
+                        }
+                        Place::Phases => {
+                            // Row 2 i + a holds phases (a, 0) and (a, 1) of source row i, alternating.
+                            let a = r % 2;
+                            let src = &y[(r / 2) * s.wv * s.c..][..s.wo * s.c];
+                            for (pair, px) in out.chunks_exact_mut(2 * c).zip(src.chunks_exact(s.c))
+                            {
+                                let phases = &px[2 * a * c..][..2 * c];
+                                normalize(&mut pair[..c], &phases[..c]);
+                                normalize(&mut pair[c..], &phases[c..]);
+                            }
+                        }
                     }
-                }
-                Place::Phases => {
-                    // Row 2 i + a holds phases (a, 0) and (a, 1) of source row i, alternating.
-                    let a = r % 2;
-                    let src = &y[(r / 2) * s.wv * s.c..][..s.wo * s.c];
-                    for (pair, px) in out.chunks_exact_mut(2 * c).zip(src.chunks_exact(s.c)) {
-                        let phases = &px[2 * a * c..][..2 * c];
-                        normalize(&mut pair[..c], &phases[..c]);
-                        normalize(&mut pair[c..], &phases[c..]);
-                    }
-                }
-            }
+                },
+            )
         });
     Ok((h, w))
 }
@@ -90,13 +96,18 @@ pub(super) fn add_normalized(
         .skip(pad)
         .take(s.ho)
         .for_each(|(pr, drow)| {
-            let r = pr - pad;
-            let src = &y[r * s.wv * c..][..s.wo * c];
-            let out = &mut drow[pad * c..][..s.wo * c];
-            for (o, px) in out.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
-                for (((o, &v), &a), &b) in o.iter_mut().zip(px).zip(scale).zip(shift) {
-                    *o += v * a + b;
-                }
-            }
+            super::simd::widest(
+                #[inline(always)]
+                || {
+                    let r = pr - pad;
+                    let src = &y[r * s.wv * c..][..s.wo * c];
+                    let out = &mut drow[pad * c..][..s.wo * c];
+                    for (o, px) in out.chunks_exact_mut(c).zip(src.chunks_exact(c)) {
+                        for (((o, &v), &a), &b) in o.iter_mut().zip(px).zip(scale).zip(shift) {
+                            *o += v * a + b;
+                        }
+                    }
+                },
+            )
         });
 }

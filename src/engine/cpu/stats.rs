@@ -14,13 +14,18 @@ pub(super) type MeasuredSums = (Vec<f64>, Vec<f64>, usize);
 pub(super) fn channel_sums(out: &[f32], n: usize) -> MeasuredSums {
     let mut sum = vec![0f64; n];
     let mut sq = vec![0f64; n];
-    for px in out.chunks_exact(n) {
-        for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(px) {
-            let v = v as f64;
-            *s += v;
-            *q += v * v;
-        }
-    }
+    super::simd::widest(
+        #[inline(always)]
+        || {
+            for px in out.chunks_exact(n) {
+                for ((s, q), &v) in sum.iter_mut().zip(sq.iter_mut()).zip(px) {
+                    let v = v as f64;
+                    *s += v;
+                    *q += v * v;
+                }
+            }
+        },
+    );
     (sum, sq, out.len() / n)
 }
 
