@@ -3,7 +3,7 @@
 //!
 //!   cargo bench --bench stylize -- [--sizes 256 512 1024] [--reps 5] [--candle-max 512]
 //!                                  [--e2e] [--big] [--no-torch]
-//!                                  [--precision auto|f32|bf16] [--layers]
+//!                                  [--precision auto|f32|bf16] [--layers] [--compare]
 //!
 //! `--e2e` also times what users run: the `cyclegan stylize --scale 1` command, from JPEG
 //! decode to JPEG encode, at each size (a picture made from examples/rocket.jpg), next to
@@ -11,8 +11,13 @@
 //! budget and with `--max-memory 1G`, and compares its time per pixel with the engine's
 //! whole-image forward pass at the largest size.
 //!
-//! `--precision` picks the engine's arithmetic (f32 by default); `--layers` adds a table
+//! `--precision` picks the engine's arithmetic (auto by default, as users run it: bf16 on
+//! CPUs with AMX, else f32); `--layers` adds a table
 //! per size of the time, effective GFLOP/s and fraction of nominal peak per layer type.
+//!
+//! `--compare` also times torch.compile (inductor) and onnxruntime with the same threads
+//! (`scripts/bench_torch_cpu.py`; `pip install onnxruntime onnx onnxscript`), adds their
+//! columns to the table and prints their one-off compile and export times under it.
 //!
 //! Threads come from rayon (`RAYON_NUM_THREADS`), which both engines use.
 
@@ -107,6 +112,65 @@ fn torch_times(sizes: &[usize], threads: usize, reps: usize) -> Option<Vec<(usiz
     )
 }
 
+/// One line of `scripts/bench_torch_cpu.py`: a variant's steady-state median at a size,
+/// and its one-off setup (torch.compile's compile, or the ONNX export and session).
+struct Variant {
+    name: String,
+    size: usize,
+    secs: f64,
+    setup: f64,
+}
+
+/// Runs `scripts/bench_torch_cpu.py` for torch.compile and onnxruntime with the same
+/// sizes, threads and repetitions; empty when Python cannot run it. The script skips,
+/// with a notice, a variant whose package is missing; its notes go to our stderr.
+fn compare_times(sizes: &[usize], threads: usize, reps: usize) -> Vec<Variant> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench_torch_cpu.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--variants", "compile,ort"])
+        .arg("--threads")
+        .arg(threads.to_string())
+        .arg("--reps")
+        .arg(reps.to_string())
+        .arg("--sizes")
+        .args(sizes.iter().map(|s| s.to_string()))
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    let out = match out {
+        Ok(out) if out.status.success() => out,
+        Ok(out) => {
+            eprintln!(
+                "{script} failed ({}): no compile and ort columns",
+                out.status
+            );
+            return Vec::new();
+        }
+        Err(e) => {
+            eprintln!("cannot run python3 {script}: {e}");
+            return Vec::new();
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprint!("{text}");
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                ["variant", name, "size", s, "median_ms", ms, "setup_s", setup, ..] => {
+                    Some(Variant {
+                        name: name.to_string(),
+                        size: s.parse().ok()?,
+                        secs: ms.parse::<f64>().ok()? / 1e3,
+                        setup: setup.parse().ok()?,
+                    })
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 fn main() {
     let mut sizes = vec![256, 512, 1024];
     let mut reps = 5;
@@ -114,8 +178,9 @@ fn main() {
     let mut torch = true;
     let mut e2e = false;
     let mut big = false;
-    let mut precision = cyclegan::Precision::F32;
+    let mut precision = cyclegan::Precision::Auto;
     let mut layers = false;
+    let mut compare = false;
     let mut args = std::env::args().skip(1).peekable();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -132,6 +197,7 @@ fn main() {
             "--e2e" => e2e = true,
             "--big" => big = true,
             "--layers" => layers = true,
+            "--compare" => compare = true,
             "--precision" => {
                 precision = args
                     .next()
@@ -155,6 +221,12 @@ fn main() {
     } else {
         None
     };
+    let variants = if compare {
+        compare_times(&sizes, threads, reps)
+    } else {
+        Vec::new()
+    };
+    let variant = |name: &str, s: usize| variants.iter().find(|v| v.name == name && v.size == s);
     println!(
         "CPU: {}; threads {threads}; model load {:.0} ms (of which CPU packing {:.0} ms); \
          precision {}; median of {reps}",
@@ -164,8 +236,16 @@ fn main() {
         precision.name(),
     );
     println!();
-    println!("| size | fast s | GFLOP/s | candle s | fast vs candle | torch s | fast vs torch | fast peak RSS MiB |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let (extra_head, extra_rule) = if compare {
+        (
+            " compile s | fast vs compile | ort s | fast vs ort |",
+            " --- | --- | --- | --- |",
+        )
+    } else {
+        ("", "")
+    };
+    println!("| size | fast s | GFLOP/s | candle s | fast vs candle | torch s | fast vs torch |{extra_head} fast peak RSS MiB |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |{extra_rule} --- |");
     let mut engine_secs = Vec::new();
     for &s in &sizes {
         let x = Tensor::rand(-1f32, 1., (1, 3, s, s), &Device::Cpu).unwrap();
@@ -186,15 +266,36 @@ fn main() {
         let tt = torch
             .as_ref()
             .and_then(|v| v.iter().find(|(ts, _)| *ts == s).map(|p| p.1));
-        let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".into(), f);
+        // A `time | fast vs time |` pair of cells, `-` where not measured.
+        let time_and_ratio = |v: Option<f64>| match v {
+            Some(v) => format!(" {v:.3} | {:.2}x |", v / tf),
+            None => " - | - |".into(),
+        };
+        let extra = if compare {
+            ["compile", "ort"]
+                .map(|n| time_and_ratio(variant(n, s).map(|v| v.secs)))
+                .concat()
+        } else {
+            String::new()
+        };
         println!(
-            "| {s} | {tf:.3} | {gflops:.0} | {} | {} | {} | {} | {:.0} |",
-            opt(tc, &|v| format!("{v:.3}")),
-            opt(tc, &|v| format!("{:.2}x", v / tf)),
-            opt(tt, &|v| format!("{v:.3}")),
-            opt(tt, &|v| format!("{:.2}x", v / tf)),
-            rss
+            "| {s} | {tf:.3} | {gflops:.0} |{}{}{extra} {rss:.0} |",
+            time_and_ratio(tc),
+            time_and_ratio(tt),
         );
+    }
+    for (name, what) in [
+        ("compile", "torch.compile (inductor) compile"),
+        ("ort", "onnxruntime export + session"),
+    ] {
+        let setups: Vec<String> = sizes
+            .iter()
+            .filter_map(|&s| variant(name, s).map(|v| format!("{s} px {:.1} s", v.setup)))
+            .collect();
+        if !setups.is_empty() {
+            println!();
+            println!("{what}, once per size: {}", setups.join(", "));
+        }
     }
     if e2e {
         end_to_end(&sizes, reps, torch.as_deref(), &engine_secs);
