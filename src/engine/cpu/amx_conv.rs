@@ -87,6 +87,8 @@ pub(super) fn fits(wino: &Wino, cin: usize, cout: usize) -> bool {
 pub(super) struct PackedB {
     cin: usize,
     cout: usize,
+    /// Read by the x86-64 kernel only (elsewhere no AMX, nothing packed).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     data: Lines,
 }
 
