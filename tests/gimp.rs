@@ -394,8 +394,9 @@ fn load_rgba(path: &Path) -> RgbaImage {
         .to_rgba8()
 }
 
-/// The checks shared by both generations.
-fn check_outputs(t: &Scratch, model: &str) {
+/// The checks shared by both generations; `precision` is what the selection's call asked
+/// for (GIMP 3 passes f32, GIMP 2.10's scripts get auto).
+fn check_outputs(t: &Scratch, model: &str, precision: &str) {
     let input = load_rgba(&t.host("in.png"));
 
     // 1. The selection with the fixture model.
@@ -426,6 +427,7 @@ fn check_outputs(t: &Scratch, model: &str) {
         .args(["stylize", t.host("crop.png").to_str().unwrap(), "-o"])
         .arg(t.host("cli.png"))
         .args(["--model", model, "--scale", "auto", "--strength", "1"])
+        .args(["--precision", precision])
         .output()
         .expect("runs the CLI");
     assert!(
@@ -509,7 +511,8 @@ fn run_suite(host: Host) {
     };
     let commands = script(&host, &t, &model);
     let log = run_gimp(&host, &t, &home, &commands);
-    check_outputs(&t, model_host.to_str().unwrap());
+    let precision = if host.generation == 3 { "f32" } else { "auto" };
+    check_outputs(&t, model_host.to_str().unwrap(), precision);
     if host.generation == 3 {
         // The plug-in refused precision "fp64", with a message naming the argument.
         let refusal = log
