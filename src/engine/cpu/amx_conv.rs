@@ -1,5 +1,6 @@
-//! The residual blocks' 3x3 stride-1 convolutions in bf16 on AMX tiles, straight from the
-//! padded input: the precision `bf16` (and `auto`) path on CPUs with AMX.
+//! The 3x3 stride-1 convolutions (residual blocks, the up layers' phase kernels) in bf16 on
+//! AMX tiles, straight from the padded input: the precision `bf16` (and `auto`) path on
+//! CPUs with AMX.
 //!
 //! Why direct and not Winograd: a bf16 product rounds each operand to 8 significant bits,
 //! and Winograd F(4x4, 3x3)'s output transform (coefficients up to 8 per axis) amplifies
@@ -21,13 +22,11 @@
 // (as in `bf16.rs`).
 #![allow(clippy::incompatible_msrv)]
 
-use std::sync::OnceLock;
-
 use rayon::prelude::*;
 
 use super::buffer::Buf;
 use super::conv::OutShape;
-use super::packing::{with_source, Source, Wino};
+use super::packing::{with_source, Wino};
 use super::planes::Planes;
 use super::stats::{channel_sums, merge_sums, MeasuredSums};
 use crate::error::Result;
@@ -111,11 +110,7 @@ impl PackedB {
                         let (pair, col, e) = (within / (2 * TR), within / 2 % TR, within % 2);
                         let (co, ci) = (j * TR + col, kb * KB + 2 * pair + e);
                         let at = (co * cin + ci) * 9 + t;
-                        let x = match src {
-                            Source::F16(w) => w[at].to_f32(),
-                            Source::F32(w) => w[at],
-                        };
-                        *v = half::bf16::from_f32(x).to_bits();
+                        *v = half::bf16::from_f32(src.at(at)).to_bits();
                     }
                 })
         })?;
@@ -217,18 +212,13 @@ pub(super) fn conv(
     (shape, measure.then(|| merge_sums(partials, n)))
 }
 
-/// The packed kernel of a layer, made on first use and kept: 2 bytes a weight.
-pub(super) fn packed<'a>(
-    slot: &'a OnceLock<PackedB>,
-    wino: &Wino,
-    cin: usize,
-    cout: usize,
-) -> Result<&'a PackedB> {
-    if let Some(b) = slot.get() {
+/// `wino`'s kernel as tiles, made on first use and kept (`Wino::amx`): 2 bytes a weight.
+pub(super) fn packed(wino: &Wino, cin: usize, cout: usize) -> Result<&PackedB> {
+    if let Some(b) = wino.amx.get() {
         return Ok(b);
     }
     let b = PackedB::pack(wino, cin, cout)?;
-    Ok(slot.get_or_init(|| b))
+    Ok(wino.amx.get_or_init(|| b))
 }
 
 /// Elsewhere there is no AMX: [`super::bf16::kernel`] is never AMX, so this is never called.
@@ -438,6 +428,8 @@ pub(super) mod state {
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
+    use std::sync::OnceLock;
+
     use super::*;
     use crate::engine::cpu::bf16;
 

@@ -1,5 +1,6 @@
 //! One convolution: dispatched to the Winograd path (f32 or bf16 products, the transform
-//! made per call or kept) or to direct matrix products, with its statistics when measured.
+//! made per call or kept), to bf16 AMX tile products, or to direct matrix products, with
+//! its statistics when measured.
 
 use super::amx_conv;
 use super::bf16;
@@ -33,9 +34,9 @@ pub(super) struct Work {
     pub(super) f32s: Vec<f32>,
     /// `u` in bf16, for this call only.
     pub(super) ub: bf16::PackedU,
-    /// The bf16 kernel of this call: AMX runs the residual blocks directly
-    /// ([`amx_conv`]) and the other Winograd layers in f32; AVX-512 runs every Winograd
-    /// layer's products in bf16; f32 `gemm` when `None`.
+    /// The bf16 kernel of this call: AMX runs the 3x3 layers whose channels fill tiles
+    /// directly ([`amx_conv`]) and any other Winograd layer in f32; AVX-512 runs every
+    /// Winograd layer's products in bf16; f32 `gemm` when `None`.
     pub(super) bf16: Option<bf16::Kernel>,
     /// The input in bf16, for [`amx_conv`].
     pub(super) xb: amx_conv::Input,
@@ -57,7 +58,7 @@ pub(super) fn conv(
         (Some(wino), Some(bf16::Kernel::Amx))
             if amx_conv::fits(wino, layer.cin, layer.conv_cout()) =>
         {
-            let b = amx_conv::packed(&wino.amx, wino, layer.cin, layer.conv_cout())?;
+            let b = amx_conv::packed(wino, layer.cin, layer.conv_cout())?;
             amx_conv::conv(src, b, &mut work.xb, y, measure)
         }
         (Some(wino), Some(kernel)) if kernel != bf16::Kernel::Amx => {

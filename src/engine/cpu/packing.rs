@@ -81,7 +81,7 @@ pub(super) struct Wino {
     pub(super) kept: OnceLock<winograd::Transformed>,
     /// The transform in bf16, kept likewise when bf16 products run.
     pub(super) kept_bf16: OnceLock<bf16::PackedU>,
-    /// The kernel as AMX tiles, for the residual blocks' bf16 path: made on first use.
+    /// The kernel as AMX tiles, for the 3x3 layers' bf16 path on AMX: made on first use.
     pub(super) amx: OnceLock<amx_conv::PackedB>,
 }
 
@@ -306,7 +306,7 @@ pub(super) enum Source<'a> {
 }
 
 impl Source<'_> {
-    fn at(&self, i: usize) -> f32 {
+    pub(super) fn at(&self, i: usize) -> f32 {
         match self {
             Source::F16(v) => v[i].to_f32(),
             Source::F32(v) => v[i],
