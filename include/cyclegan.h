@@ -566,7 +566,9 @@ const char *cg_style_label(size_t index);
  * override the checkpoint's settings, e.g. a larger `iterations`). Unknown keys and wrong
  * types are refused. Settings left out take the seed recipe's values (the paper's).
  *
- * `opts` may be NULL; its backend and thread count apply. The folders are listed now (a file
+ * `opts` may be NULL; its backend and thread count apply. With CG_BACKEND_CUDA (or AUTO when
+ * the CUDA backend library found a GPU) the whole run lives in that library, which reads
+ * the folders and writes the same files (docs/gpu.md). The folders are listed now (a file
  * that is not an image is skipped); the networks are built, or read from the checkpoint.
  * On success `*out` holds a new handle the caller owns and must release with
  * `cg_trainer_free`; on failure `*out` is NULL and nothing on disk has changed.

@@ -64,6 +64,21 @@ impl Backend {
         }
     }
 
+    /// The backend library that serves this choice in this build, if any: CUDA in a
+    /// build without the `cuda` feature (found or not: asking for it is asking for the
+    /// library), and `Auto` when the CUDA library is ready on a GPU. The engine and the
+    /// trainer both decide here, so stylizing and training go to the same place.
+    pub(crate) fn library(self) -> Option<&'static str> {
+        let compiled_in = cfg!(feature = "cuda") || cfg!(feature = "metal");
+        match self {
+            Backend::Cuda if !cfg!(feature = "cuda") => Some("cuda"),
+            Backend::Auto if !compiled_in => crate::engine::dynamic::report("cuda")
+                .filter(|r| r.is_gpu())
+                .map(|_| "cuda"),
+            _ => None,
+        }
+    }
+
     /// The name users type.
     pub fn name(self) -> &'static str {
         match self {
@@ -99,8 +114,8 @@ impl Backend {
     }
 
     /// Opens the device compiled into this build (the first GPU for CUDA and Metal): what
-    /// the trainer and the backend libraries run on. Without the `cuda` feature, CUDA is
-    /// only reached through the backend library, which serves stylizing.
+    /// a trainer in this process and the backend libraries run on. Without the `cuda`
+    /// feature, CUDA is reached through the backend library ([`Backend::library`]).
     pub fn device(self) -> Result<Device> {
         match self {
             Backend::Cpu => Ok(Device::Cpu),
@@ -111,9 +126,9 @@ impl Backend {
             Backend::Cuda => {
                 if !cfg!(feature = "cuda") {
                     return Err(Error::BackendUnavailable(
-                        "CUDA is served by the backend library libcyclegan_backend_cuda.so, which \
-                         stylizes but does not train yet: train with --device cpu, or build with \
-                         `--features cuda`"
+                        "CUDA is served by the backend library libcyclegan_backend_cuda.so: \
+                         open training runs with RunSettings::open (what cyclegan train and \
+                         cg_trainer_new do), which reaches it"
                             .into(),
                     ));
                 }

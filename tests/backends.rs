@@ -321,7 +321,303 @@ fn an_empty_folder_falls_back_to_the_cpu_with_a_notice() {
             .any(|l| l.starts_with("cuda") && l.contains("not found")),
         "{stdout}"
     );
+    // Training asks for the same library: an error naming it, nothing written.
+    let data = training_data(&dir);
+    let run = dir.join("run");
+    let out = train(&dir.0, &data, &run, "cuda", &["--iterations", "2"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains(LIB), "{stderr}");
+    assert!(!run.join("checkpoint.safetensors").exists());
     child("child_c_abi_missing", &dir.0, false, "");
+}
+
+/// `content/` and `style/` folders of small generated pictures of a few sizes (no photo
+/// data), beside a folder for the run.
+fn training_data(root: &TempDir) -> (PathBuf, PathBuf) {
+    let (a, b) = (root.join("content"), root.join("style"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    for (i, (w, h)) in [(40u32, 36u32), (36, 44), (44, 40)].into_iter().enumerate() {
+        gradient_rgb(w, h)
+            .save(a.join(format!("p{i}.png")))
+            .unwrap();
+        let stripes = image::RgbImage::from_fn(h, w, |x, y| {
+            let v = (((x + 2 * y + i as u32) / 3) % 2 * 200 + 30) as u8;
+            image::Rgb([v, 255 - v, 90])
+        });
+        stripes.save(b.join(format!("s{i}.png"))).unwrap();
+    }
+    (a, b)
+}
+
+/// `cyclegan train` of tiny networks (every layer type, seconds on the CPU) on `data`
+/// into `out`, with the loader pointed at `dir` (a CPU build allowed). A resumed run
+/// (`--resume` in `extra`) takes its settings from the checkpoint.
+fn train(
+    dir: &Path,
+    data: &(PathBuf, PathBuf),
+    out: &Path,
+    device: &str,
+    extra: &[&str],
+) -> Output {
+    let mut cmd = cli();
+    cmd.arg("train").arg("--out").arg(out);
+    if !extra.contains(&"--resume") {
+        cmd.arg("--content")
+            .arg(&data.0)
+            .arg("--style")
+            .arg(&data.1);
+        cmd.args([
+            "--size", "32", "--batch", "2", "--ngf", "4", "--blocks", "2",
+        ]);
+        cmd.args(["--ndf", "4", "--pool", "3", "--seed", "11"]);
+    }
+    cmd.args([
+        "--checkpoint-every",
+        "2",
+        "--sample-every",
+        "2",
+        "--device",
+        device,
+    ]);
+    cmd.args(extra);
+    with_backends(cmd, dir, true)
+}
+
+/// Every tensor and metadata entry of two safetensors files, which must be equal bit for
+/// bit: the run that wrote one is the run that wrote the other.
+fn assert_same_safetensors(a: &Path, b: &Path) {
+    let (ba, bb) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
+    let (_, ma) = safetensors::SafeTensors::read_metadata(&ba).unwrap();
+    let (_, mb) = safetensors::SafeTensors::read_metadata(&bb).unwrap();
+    assert_eq!(
+        ma.metadata(),
+        mb.metadata(),
+        "{} vs {}",
+        a.display(),
+        b.display()
+    );
+    let (ta, tb) = (
+        safetensors::SafeTensors::deserialize(&ba).unwrap(),
+        safetensors::SafeTensors::deserialize(&bb).unwrap(),
+    );
+    let mut names = ta.names();
+    names.sort();
+    let mut names_b = tb.names();
+    names_b.sort();
+    assert_eq!(names, names_b);
+    assert!(
+        names.len() >= 10,
+        "{}: {} tensors",
+        a.display(),
+        names.len()
+    );
+    for n in names {
+        let (x, y) = (ta.tensor(n).unwrap(), tb.tensor(n).unwrap());
+        assert_eq!((x.dtype(), x.shape()), (y.dtype(), y.shape()), "{n}");
+        assert!(
+            x.data() == y.data(),
+            "{n} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+#[test]
+fn training_runs_in_the_backend_library_and_resumes_anywhere() {
+    let dir = backend_folder("backends-train", |_| {});
+    let data = training_data(&dir);
+    let (lib_run, cpu_run) = (dir.join("run-lib"), dir.join("run-cpu"));
+
+    // Four iterations through the library, four on the built-in trainer.
+    let out = train(&dir.0, &data, &lib_run, "cuda", &["--iterations", "4"]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("with cuda backend on the candle CPU device"),
+        "{stderr}"
+    );
+    let out = train(&dir.0, &data, &cpu_run, "cpu", &["--iterations", "4"]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("with cpu:"), "{stderr}");
+
+    // The same files, bit for bit: checkpoint, both styles, the sample grids.
+    for f in [
+        "checkpoint.safetensors",
+        "style.safetensors",
+        "inverse.safetensors",
+    ] {
+        assert_same_safetensors(&lib_run.join(f), &cpu_run.join(f));
+    }
+    for f in ["samples/iter_0000002.png", "samples/iter_0000004.png"] {
+        let (a, b) = (lib_run.join(f), cpu_run.join(f));
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "{f}"
+        );
+    }
+
+    // Each run resumes on the other side, and they stay equal.
+    let out = train(
+        &dir.0,
+        &data,
+        &lib_run,
+        "cpu",
+        &["--resume", "--iterations", "6"],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let out = train(
+        &dir.0,
+        &data,
+        &cpu_run,
+        "cuda",
+        &["--resume", "--iterations", "6"],
+    );
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("from iteration 4"), "{stderr}");
+    assert_same_safetensors(
+        &lib_run.join("checkpoint.safetensors"),
+        &cpu_run.join("checkpoint.safetensors"),
+    );
+
+    // Errors found in the library come back as the built-in trainer's: a run over an
+    // existing one is refused, and the checkpoint is left alone.
+    let before = std::fs::read(lib_run.join("checkpoint.safetensors")).unwrap();
+    let out = train(&dir.0, &data, &lib_run, "cuda", &["--iterations", "4"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("already holds a training run"), "{stderr}");
+    assert!(std::fs::read(lib_run.join("checkpoint.safetensors")).unwrap() == before);
+
+    child("child_c_abi_trains", &dir.0, true, "");
+}
+
+/// What `progress` of `cg_trainer_run` counts and when it cancels.
+struct Calls {
+    seen: Vec<f32>,
+    stop_at: usize,
+}
+
+unsafe extern "C" fn count_calls(user_data: *mut std::ffi::c_void, fraction: f32) -> bool {
+    // SAFETY: `user_data` is the `Calls` the test passes with this function.
+    let calls = unsafe { &mut *(user_data as *mut Calls) };
+    calls.seen.push(fraction);
+    calls.seen.len() < calls.stop_at
+}
+
+#[test]
+#[ignore = "run by training_runs_in_the_backend_library_and_resumes_anywhere in a child process"]
+fn child_c_abi_trains() {
+    use cyclegan::capi::options::*;
+    use cyclegan::capi::status::*;
+    use cyclegan::capi::train::*;
+    let dir = TempDir::new("backends-c-train");
+    let data = training_data(&dir);
+    let settings = |out: &str, resume: bool| {
+        let p = |p: &Path| p.to_str().unwrap().to_string();
+        format!(
+            r#"{{"content": "{}", "style": "{}", "out": "{}", "iterations": 3, "size": 32,
+            "batch": 2, "ngf": 4, "blocks": 2, "ndf": 4, "pool": 3, "seed": 5,
+            "checkpoint_every": 100, "resume": {resume}}}"#,
+            p(&data.0),
+            p(&data.1),
+            p(&dir.join(out))
+        )
+    };
+
+    // The Rust API opens the run in the library: no networks on this side.
+    let lib = cyclegan::train::RunSettings::from_json(&settings("probe", false))
+        .unwrap()
+        .open(cyclegan::Backend::Cuda)
+        .unwrap();
+    assert!(lib.describe().contains("test build"), "{}", lib.describe());
+    assert!(lib.state().is_none());
+    assert_eq!(lib.data_sizes(), (3, 3));
+    // A panic in the progress callback comes back as that panic, on this side.
+    let mut lib = lib;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = lib.run(1, &mut |_| panic!("callback panic"));
+    }));
+    assert!(r.is_err());
+    drop(lib);
+
+    // The same calls on both sides; the library's run is cancelled once on the way.
+    let run = |backend: u32, out: &str| -> (Vec<f32>, cg_train_losses) {
+        let mut opts = std::ptr::null_mut();
+        assert_eq!(cg_options_new(&mut opts), CG_OK);
+        assert_eq!(cg_options_set_backend(opts, backend), CG_OK);
+        let json = std::ffi::CString::new(settings(out, false)).unwrap();
+        let mut t = std::ptr::null_mut();
+        assert_eq!(cg_trainer_new(json.as_ptr(), opts, &mut t), CG_OK);
+        assert_eq!(cg_trainer_total_iterations(t), 3);
+        let mut calls = Calls {
+            seen: Vec::new(),
+            stop_at: usize::MAX,
+        };
+        let data = &mut calls as *mut Calls as *mut std::ffi::c_void;
+        assert_eq!(cg_trainer_run(t, 1, Some(count_calls), data), CG_OK);
+        assert_eq!(cg_trainer_iteration(t), 1);
+        calls.stop_at = calls.seen.len() + 1;
+        assert_eq!(
+            cg_trainer_run(t, u64::MAX, Some(count_calls), data),
+            CG_ERR_CANCELLED
+        );
+        assert_eq!(cg_trainer_iteration(t), 2);
+        calls.stop_at = usize::MAX;
+        assert_eq!(cg_trainer_run(t, u64::MAX, Some(count_calls), data), CG_OK);
+        assert_eq!(cg_trainer_iteration(t), 3);
+        let mut losses = cg_train_losses::default();
+        assert_eq!(cg_trainer_last_losses(t, &mut losses), CG_OK);
+        let style =
+            std::ffi::CString::new(dir.join(out).join("mine.safetensors").to_str().unwrap())
+                .unwrap();
+        assert_eq!(cg_trainer_save_style(t, style.as_ptr()), CG_OK);
+        cg_trainer_free(t);
+        cg_options_free(opts);
+        (calls.seen, losses)
+    };
+    let (seen_lib, losses_lib) = run(CG_BACKEND_CUDA, "c-lib");
+    let (seen_cpu, losses_cpu) = run(CG_BACKEND_CPU, "c-cpu");
+    assert_eq!(seen_lib, seen_cpu);
+    assert_eq!(seen_lib, [1.0 / 3.0, 2.0 / 3.0, 1.0]);
+    assert_eq!(losses_lib.g.to_bits(), losses_cpu.g.to_bits());
+    assert!(losses_lib.g.is_finite() && losses_lib.d_b > 0.0);
+    for f in [
+        "checkpoint.safetensors",
+        "style.safetensors",
+        "mine.safetensors",
+    ] {
+        assert_same_safetensors(&dir.join("c-lib").join(f), &dir.join("c-cpu").join(f));
+    }
+
+    // Bad settings are refused the same way on both sides, nothing created.
+    let missing = format!(
+        r#"{{"content": "{}", "style": "{}", "out": "{}", "iterations": 3}}"#,
+        dir.join("no-such-folder").display(),
+        data.1.display(),
+        dir.join("c-bad").display()
+    );
+    let json = std::ffi::CString::new(missing).unwrap();
+    let mut statuses = Vec::new();
+    for backend in [CG_BACKEND_CUDA, CG_BACKEND_CPU] {
+        let mut opts = std::ptr::null_mut();
+        assert_eq!(cg_options_new(&mut opts), CG_OK);
+        assert_eq!(cg_options_set_backend(opts, backend), CG_OK);
+        let mut t = std::ptr::null_mut();
+        statuses.push(cg_trainer_new(json.as_ptr(), opts, &mut t));
+        assert!(t.is_null());
+        // SAFETY: the library's own NUL-terminated message.
+        let msg = unsafe { std::ffi::CStr::from_ptr(cg_last_error_message()) };
+        assert!(msg.to_string_lossy().contains("no-such-folder"), "{msg:?}");
+        cg_options_free(opts);
+    }
+    assert_ne!(statuses[0], CG_OK);
+    assert_eq!(statuses[0], statuses[1]);
+    assert!(!dir.join("c-bad").exists());
 }
 
 // ---- run in child processes, with the environment of a case ----
@@ -503,6 +799,16 @@ fn c_abi_falls_back(expect: &str) {
     assert_eq!(cg_options_set_backend(opts, CG_BACKEND_AUTO), CG_OK);
     assert_eq!(cg_model_load(style.as_ptr(), opts, &mut model), CG_OK);
     cg_model_free(model);
+    // Training on CUDA is the same error; the settings are not even looked at.
+    assert_eq!(cg_options_set_backend(opts, CG_BACKEND_CUDA), CG_OK);
+    let json = std::ffi::CString::new(r#"{"out": "never-made"}"#).unwrap();
+    let mut trainer = std::ptr::null_mut();
+    assert_eq!(
+        cyclegan::capi::train::cg_trainer_new(json.as_ptr(), opts, &mut trainer),
+        CG_ERR_BACKEND_UNAVAILABLE
+    );
+    assert!(trainer.is_null());
+    assert!(!Path::new("never-made").exists());
     cg_options_free(opts);
 }
 

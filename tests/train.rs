@@ -96,6 +96,7 @@ fn tiny(content: &Path, style: &Path, iterations: u64) -> TrainConfig {
 fn weights_of(t: &Trainer) -> Vec<(String, Vec<f32>)> {
     let mut v: Vec<(String, Vec<f32>)> = t
         .state()
+        .unwrap()
         .network_tensors()
         .unwrap()
         .into_iter()
@@ -198,8 +199,8 @@ fn exported_style_loads_and_stylizes() {
     let mut cfg = tiny(&a, &b, 4);
     cfg.init = Some(style.clone());
     let tuned = Trainer::new(cfg.clone(), Backend::Cpu).unwrap();
-    let got = tuned.state().network("g_ab").unwrap();
-    let want = t.state().network("g_ab").unwrap();
+    let got = tuned.state().unwrap().network("g_ab").unwrap();
+    let want = t.state().unwrap().network("g_ab").unwrap();
     let w = "model.1.weight";
     let d = (&got[w] - &want[w])
         .unwrap()

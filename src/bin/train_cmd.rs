@@ -137,7 +137,8 @@ pub fn run(a: TrainArgs) -> Result<ExitCode, String> {
     }
     let (na, nb) = trainer.data_sizes();
     eprintln!(
-        "training on {na} content and {nb} style images: {} iterations ({} per epoch), from iteration {}",
+        "training on {na} content and {nb} style images with {}: {} iterations ({} per epoch), from iteration {}",
+        trainer.describe(),
         trainer.total_iterations(),
         trainer.iterations_per_epoch(),
         trainer.iteration()

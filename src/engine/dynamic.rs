@@ -22,9 +22,9 @@ use std::sync::OnceLock;
 use cyclegan_backend_api::abi_stable::library::{lib_header_from_path, LibraryError};
 use cyclegan_backend_api::abi_stable::std_types::{RResult, RSlice};
 use cyclegan_backend_api::{
-    library_file_name, stamped_version, version_stamp, BackendModRef, DeviceProbe, EngineBox,
-    ErrorKind, FlatStatsRef, ForwardArgs, LoadOptions, PrecisionAbi, Progress, StatsMode,
-    ABI_REVISION,
+    library_file_name, path_from_bytes, stamped_version, version_stamp, BackendModRef, DeviceProbe,
+    EngineBox, ErrorKind, FlatStatsRef, ForwardArgs, LoadOptions, PrecisionAbi, Progress,
+    StatsMode, ABI_REVISION,
 };
 
 use super::{check_input, Engine, LayerProgress, NormStat, Precision, Stats};
@@ -502,13 +502,19 @@ impl fmt::Debug for DynamicEngine {
     }
 }
 
-/// Loads `weights` on backend `name`: an error saying why when it cannot.
-pub(crate) fn load(weights: &GeneratorWeights, name: &str) -> Result<DynamicEngine> {
+/// The module of backend `name` a run uses: an error saying why there is none.
+pub(crate) fn module(name: &str) -> Result<BackendModRef> {
     let report = report(name)
         .ok_or_else(|| Error::BackendUnavailable(format!("no backend named {name}")))?;
-    let Some((_, module)) = report.chosen else {
-        return Err(Error::BackendUnavailable(report.why_not()));
-    };
+    match report.chosen {
+        Some((_, module)) => Ok(module),
+        None => Err(Error::BackendUnavailable(report.why_not())),
+    }
+}
+
+/// Loads `weights` on backend `name`: an error saying why when it cannot.
+pub(crate) fn load(weights: &GeneratorWeights, name: &str) -> Result<DynamicEngine> {
+    let module = module(name)?;
     let bytes = weights.to_safetensors_bytes()?;
     let engine = into_result((module.load())(
         RSlice::from_slice(&bytes),
@@ -522,16 +528,24 @@ pub(crate) fn load(weights: &GeneratorWeights, name: &str) -> Result<DynamicEngi
     })
 }
 
-fn into_result<T>(r: RResult<T, cyclegan_backend_api::BackendError>) -> Result<T> {
+/// A backend's result as cyclegan's, the error of the same kind (so the C ABI returns the
+/// same status as for the built-in engine).
+pub(crate) fn into_result<T>(r: RResult<T, cyclegan_backend_api::BackendError>) -> Result<T> {
     r.into_result().map_err(|e| {
         let m = e.message.into_string();
+        let path = (!e.path.is_empty()).then(|| path_from_bytes(&e.path));
         match e.kind {
             ErrorKind::InvalidArgument => Error::InvalidArgument(m),
-            ErrorKind::Format => Error::format_mem(m),
+            ErrorKind::Format => Error::Format { path, msg: m },
             ErrorKind::Unsupported => Error::Unsupported(m),
             ErrorKind::Unavailable => Error::BackendUnavailable(m),
             ErrorKind::Cancelled => Error::Cancelled,
             ErrorKind::Compute => Error::Compute(m),
+            ErrorKind::Io => Error::Io {
+                path: path.unwrap_or_default(),
+                source: std::io::Error::other(m),
+            },
+            ErrorKind::OutOfMemory => Error::OutOfMemory(m),
         }
     })
 }

@@ -175,15 +175,12 @@ pub trait Engine: Send + Sync + Debug {
 /// feature (what the backend libraries themselves are built from), the candle engine on
 /// the compiled-in device.
 pub(crate) fn load(weights: &GeneratorWeights, backend: Backend) -> Result<Box<dyn Engine>> {
-    let compiled_in = cfg!(feature = "cuda") || cfg!(feature = "metal");
     let cpu = || -> Result<Box<dyn Engine>> { Ok(Box::new(cpu::CpuEngine::new(weights)?)) };
+    if let Some(name) = backend.library() {
+        return Ok(Box::new(dynamic::load(weights, name)?));
+    }
     match backend {
         Backend::Cpu => cpu(),
-        Backend::Cuda if !cfg!(feature = "cuda") => Ok(Box::new(dynamic::load(weights, "cuda")?)),
-        Backend::Auto if !compiled_in => match dynamic::report("cuda") {
-            Some(r) if r.is_gpu() => Ok(Box::new(dynamic::load(weights, "cuda")?)),
-            _ => cpu(),
-        },
         _ => {
             let device = backend.device()?;
             if device.is_cpu() {

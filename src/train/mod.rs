@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod history;
 pub mod losses;
+mod remote;
 pub mod rng;
 pub mod schedule;
 pub mod session;

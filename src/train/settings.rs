@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::remote::RemoteTrainer;
 use super::{checkpoint, Length, TrainConfig, Trainer};
 use crate::device::Backend;
 use crate::error::{Error, Result};
@@ -170,6 +171,64 @@ impl RunSettings {
             ));
         }
         Ok(s)
+    }
+
+    /// The settings as [`RunSettings::from_json`] reads them: how a run crosses into a
+    /// backend library. Paths must be UTF-8 there (JSON strings are); one that is not is
+    /// an error naming it rather than a run on another folder.
+    pub fn to_json(&self) -> Result<String> {
+        let path = |k: &str, p: &Path| -> Result<Value> {
+            p.to_str().map(|s| Value::String(s.into())).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "training setting {k} ({}) is not valid UTF-8, which a run on a backend \
+                     library needs: rename it, or train with --device cpu",
+                    p.display()
+                ))
+            })
+        };
+        let mut m = Map::new();
+        m.insert("out".into(), path("out", &self.out)?);
+        for (k, p) in [
+            ("content", &self.content),
+            ("style", &self.style),
+            ("init", &self.init),
+        ] {
+            if let Some(p) = p {
+                m.insert(k.into(), path(k, p)?);
+            }
+        }
+        let uints = [
+            ("epochs", self.epochs),
+            ("iterations", self.iterations),
+            ("decay_from", self.decay_from),
+            ("size", self.size.map(u64::from)),
+            ("batch", self.batch.map(|v| v as u64)),
+            ("pool", self.pool.map(|v| v as u64)),
+            ("ngf", self.ngf.map(|v| v as u64)),
+            ("blocks", self.blocks.map(|v| v as u64)),
+            ("ndf", self.ndf.map(|v| v as u64)),
+            ("seed", self.seed),
+            ("checkpoint_every", Some(self.checkpoint_every)),
+        ];
+        for (k, v) in uints {
+            if let Some(v) = v {
+                m.insert(k.into(), v.into());
+            }
+        }
+        for (k, v) in [
+            ("lr", self.lr),
+            ("lambda_cycle", self.lambda_cycle),
+            ("lambda_identity", self.lambda_identity),
+        ] {
+            if let Some(v) = v {
+                let n = serde_json::Number::from_f64(v).ok_or_else(|| {
+                    Error::InvalidArgument(format!("training setting {k} = {v} is not a number"))
+                })?;
+                m.insert(k.into(), Value::Number(n));
+            }
+        }
+        m.insert("resume".into(), Value::Bool(self.resume));
+        Ok(Value::Object(m).to_string())
     }
 
     fn read_fields(&mut self, map: &Map<String, Value>) -> Result<()> {
@@ -372,8 +431,15 @@ impl RunSettings {
     /// Starts the run, or resumes it from `out`'s checkpoint when `resume` is set. Refuses to
     /// start over an existing run and to resume a missing one, so no checkpoint is ever
     /// replaced by accident.
+    ///
+    /// A GPU that a backend library serves ([`Backend::library`]) gets the whole run: these
+    /// settings go across as JSON and the library opens them with this same function on
+    /// its device.
     pub fn open(&self, backend: Backend) -> Result<Trainer> {
         self.check_limits()?;
+        if let Some(name) = backend.library() {
+            return Ok(Trainer::from_remote(RemoteTrainer::open(name, self)?));
+        }
         let ckpt = self.checkpoint_path();
         if self.resume {
             if !ckpt.is_file() {
@@ -506,6 +572,44 @@ fn float(k: &str, v: &Value) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_round_trip() {
+        let mut s = RunSettings::new("run dir/ü");
+        s.content = Some("photos".into());
+        s.style = Some("paint\"ings".into());
+        s.init = Some("x.safetensors".into());
+        s.iterations = Some(7);
+        s.decay_from = Some(3);
+        s.size = Some(64);
+        s.batch = Some(2);
+        s.lr = Some(1.5e-4);
+        s.lambda_cycle = Some(10.0);
+        s.lambda_identity = Some(0.1 + 0.2);
+        s.pool = Some(0);
+        s.ngf = Some(8);
+        s.blocks = Some(3);
+        s.ndf = Some(16);
+        s.seed = Some(u64::MAX);
+        s.resume = true;
+        s.checkpoint_every = 9;
+        assert_eq!(RunSettings::from_json(&s.to_json().unwrap()).unwrap(), s);
+        let bare = RunSettings::new("out");
+        assert_eq!(
+            RunSettings::from_json(&bare.to_json().unwrap()).unwrap(),
+            bare
+        );
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn json_refuses_paths_it_cannot_carry() {
+        use std::os::unix::ffi::OsStrExt;
+        let mut s = RunSettings::new("out");
+        s.content = Some(std::ffi::OsStr::from_bytes(b"ph\xffotos").into());
+        let e = s.to_json().unwrap_err().to_string();
+        assert!(e.contains("content") && e.contains("UTF-8"), "{e}");
+    }
 
     fn err(json: &str) -> String {
         RunSettings::from_json(json).unwrap_err().to_string()

@@ -17,6 +17,9 @@ use crate::device::{compute_dtype, Backend};
 use crate::error::{Error, Result};
 use crate::pixels::{BitDepth, Pixels};
 use crate::weights::{save_style, Weights};
+use cyclegan_backend_api::SaveKind;
+
+use super::remote::RemoteTrainer;
 
 /// What the progress callback sees after each iteration.
 #[derive(Debug, Clone, Copy)]
@@ -48,8 +51,215 @@ pub struct RunSummary {
     pub finished: bool,
 }
 
-/// A CycleGAN training run: content -> style (`g_ab`) and back (`g_ba`).
+/// A CycleGAN training run: content -> style (`g_ab`) and back (`g_ba`). It runs here
+/// (on the CPU, or the GPU of a build with the `cuda` or `metal` feature) or inside a GPU
+/// backend library (remote.rs), which holds the same trainer on its device: the methods
+/// below behave alike for both.
 pub struct Trainer {
+    inner: Inner,
+}
+
+enum Inner {
+    Local(Box<Local>),
+    Remote(Box<RemoteTrainer>),
+}
+
+impl Trainer {
+    /// Opens the folders and builds fresh networks (or `g_ab` from `config.init`) on
+    /// `backend`'s device. A GPU served by a backend library is reached through
+    /// [`RunSettings::open`](super::RunSettings::open) (what `cyclegan train` and
+    /// `cg_trainer_new` call), which sends the settings across the boundary.
+    pub fn new(config: TrainConfig, backend: Backend) -> Result<Self> {
+        Ok(Local::new(config, backend)?.into())
+    }
+
+    /// Continues from a checkpoint exactly as it was saved.
+    pub fn resume(path: &Path, backend: Backend) -> Result<Self> {
+        Self::resume_with(path, backend, |c| c)
+    }
+
+    /// Continues from a checkpoint with settings changed by `edit`, which receives the
+    /// stored ones: the length and decay (to train further), the folders (moved data),
+    /// learning rate, loss weights, batch and seed may change; the networks' shapes, the
+    /// crop size and the pool size may not.
+    pub fn resume_with(
+        path: &Path,
+        backend: Backend,
+        edit: impl FnOnce(TrainConfig) -> TrainConfig,
+    ) -> Result<Self> {
+        Ok(Local::resume_with(path, backend, edit)?.into())
+    }
+
+    pub(crate) fn from_remote(remote: RemoteTrainer) -> Self {
+        Self {
+            inner: Inner::Remote(Box::new(remote)),
+        }
+    }
+
+    /// Where the run computes: "cpu", "cuda (NVIDIA H200)".
+    pub fn describe(&self) -> String {
+        match &self.inner {
+            Inner::Local(t) => t.describe(),
+            Inner::Remote(r) => r.describe(),
+        }
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        match &self.inner {
+            Inner::Local(t) => &t.config,
+            Inner::Remote(r) => r.config(),
+        }
+    }
+
+    /// The networks, optimisers and pools; `None` when they live in a backend library.
+    pub fn state(&self) -> Option<&TrainState> {
+        match &self.inner {
+            Inner::Local(t) => Some(&t.state),
+            Inner::Remote(_) => None,
+        }
+    }
+
+    /// Iterations completed so far.
+    pub fn iteration(&self) -> u64 {
+        match &self.inner {
+            Inner::Local(t) => t.iteration,
+            Inner::Remote(r) => r.info().iteration,
+        }
+    }
+
+    /// Iterations in the whole run.
+    pub fn total_iterations(&self) -> u64 {
+        match &self.inner {
+            Inner::Local(t) => t.schedule.total_iterations(),
+            Inner::Remote(r) => r.info().total_iterations,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.iteration() >= self.total_iterations()
+    }
+
+    pub fn iterations_per_epoch(&self) -> u64 {
+        match &self.inner {
+            Inner::Local(t) => t.data.iterations_per_epoch(t.config.batch),
+            Inner::Remote(r) => r.info().iterations_per_epoch,
+        }
+    }
+
+    /// The learning rate of the next iteration.
+    pub fn learning_rate(&self) -> f64 {
+        match &self.inner {
+            Inner::Local(t) => t.schedule.lr(t.iteration),
+            Inner::Remote(r) => r.info().learning_rate,
+        }
+    }
+
+    /// Usable images in the content and style folders.
+    pub fn data_sizes(&self) -> (usize, usize) {
+        match &self.inner {
+            Inner::Local(t) => (t.data.content.len(), t.data.style.len()),
+            Inner::Remote(r) => {
+                let i = r.info();
+                (i.content_images as usize, i.style_images as usize)
+            }
+        }
+    }
+
+    /// Messages about skipped files and the like since the last call; the library does
+    /// not print, so callers decide where they go.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        match &mut self.inner {
+            Inner::Local(t) => std::mem::take(&mut t.warnings),
+            Inner::Remote(r) => r.take_warnings(),
+        }
+    }
+
+    /// One iteration; returns its losses.
+    pub fn step(&mut self) -> Result<StepLosses> {
+        match &mut self.inner {
+            Inner::Local(t) => t.step(),
+            Inner::Remote(r) => {
+                if let Some(e) = finished_error(r.info().iteration, r.info().total_iterations) {
+                    return Err(e);
+                }
+                let mut losses = None;
+                r.run(1, &mut |p| {
+                    losses = Some(p.losses);
+                    true
+                })?;
+                losses.ok_or_else(|| Error::Compute("the backend library ran no iteration".into()))
+            }
+        }
+    }
+
+    /// Runs up to `iterations` more iterations, stopping at the end of the run. After
+    /// each one `progress` is called; returning false stops (see [`RunSummary`]).
+    pub fn run(
+        &mut self,
+        iterations: u64,
+        progress: &mut dyn FnMut(&Progress) -> bool,
+    ) -> Result<RunSummary> {
+        match &mut self.inner {
+            Inner::Local(t) => t.run(iterations, progress),
+            Inner::Remote(r) => r.run(iterations, progress),
+        }
+    }
+
+    /// Writes the content -> style generator as a style file (f16, with metadata): the
+    /// file `cyclegan stylize --model` and the C ABI load.
+    pub fn save_style(&self, path: &Path) -> Result<()> {
+        match &self.inner {
+            Inner::Local(t) => t.save_style(path),
+            Inner::Remote(r) => r.save(SaveKind::Style, path),
+        }
+    }
+
+    /// Writes the style -> content generator the same way.
+    pub fn save_inverse(&self, path: &Path) -> Result<()> {
+        match &self.inner {
+            Inner::Local(t) => t.save_inverse(path),
+            Inner::Remote(r) => r.save(SaveKind::Inverse, path),
+        }
+    }
+
+    /// Writes everything needed to continue exactly (see [`checkpoint`]), atomically.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        match &self.inner {
+            Inner::Local(t) => t.save_checkpoint(path),
+            Inner::Remote(r) => r.save(SaveKind::Checkpoint, path),
+        }
+    }
+
+    /// A picture of how training goes, on the first content and style image
+    /// (centre crops): rows content -> style -> content and style -> content -> style,
+    /// columns input, translation, reconstruction.
+    pub fn sample_grid(&mut self) -> Result<Pixels> {
+        match &mut self.inner {
+            Inner::Local(t) => t.sample_grid(),
+            Inner::Remote(r) => r.sample_grid(),
+        }
+    }
+}
+
+impl From<Local> for Trainer {
+    fn from(t: Local) -> Self {
+        Self {
+            inner: Inner::Local(Box::new(t)),
+        }
+    }
+}
+
+/// The error of a step asked of a complete run.
+fn finished_error(iteration: u64, total: u64) -> Option<Error> {
+    (iteration >= total).then(|| {
+        Error::InvalidArgument(format!(
+            "the run is complete ({total} iterations); resume with a longer length to train further"
+        ))
+    })
+}
+
+/// The trainer that computes in this process.
+struct Local {
     config: TrainConfig,
     state: TrainState,
     data: Dataset,
@@ -58,9 +268,8 @@ pub struct Trainer {
     warnings: Vec<String>,
 }
 
-impl Trainer {
-    /// Opens the folders and builds fresh networks (or `g_ab` from `config.init`).
-    pub fn new(config: TrainConfig, backend: Backend) -> Result<Self> {
+impl Local {
+    fn new(config: TrainConfig, backend: Backend) -> Result<Self> {
         let t = Self::build(config, backend)?;
         if let Some(init) = t.config.init.clone() {
             let w = Weights::read(&init)?;
@@ -110,16 +319,7 @@ impl Trainer {
         })
     }
 
-    /// Continues from a checkpoint exactly as it was saved.
-    pub fn resume(path: &Path, backend: Backend) -> Result<Self> {
-        Self::resume_with(path, backend, |c| c)
-    }
-
-    /// Continues from a checkpoint with settings changed by `edit`, which receives the
-    /// stored ones: the length and decay (to train further), the folders (moved data),
-    /// learning rate, loss weights, batch and seed may change; the networks' shapes, the
-    /// crop size and the pool size may not.
-    pub fn resume_with(
+    fn resume_with(
         path: &Path,
         backend: Backend,
         edit: impl FnOnce(TrainConfig) -> TrainConfig,
@@ -200,56 +400,29 @@ impl Trainer {
         Ok(t)
     }
 
-    pub fn config(&self) -> &TrainConfig {
-        &self.config
+    fn describe(&self) -> String {
+        match self.state.device() {
+            Device::Cpu => "cpu".into(),
+            Device::Cuda(_) => "cuda (compiled in)".into(),
+            Device::Metal(_) => "metal (compiled in)".into(),
+        }
     }
 
-    /// The networks, optimisers and pools.
-    pub fn state(&self) -> &TrainState {
-        &self.state
+    fn is_finished(&self) -> bool {
+        self.iteration >= self.schedule.total_iterations()
     }
 
-    /// Iterations completed so far.
-    pub fn iteration(&self) -> u64 {
-        self.iteration
-    }
-
-    /// Iterations in the whole run.
-    pub fn total_iterations(&self) -> u64 {
+    fn total_iterations(&self) -> u64 {
         self.schedule.total_iterations()
     }
 
-    pub fn is_finished(&self) -> bool {
-        self.iteration >= self.total_iterations()
-    }
-
-    pub fn iterations_per_epoch(&self) -> u64 {
-        self.data.iterations_per_epoch(self.config.batch)
-    }
-
-    /// The learning rate of the next iteration.
-    pub fn learning_rate(&self) -> f64 {
-        self.schedule.lr(self.iteration)
-    }
-
-    /// Usable images in the content and style folders.
-    pub fn data_sizes(&self) -> (usize, usize) {
+    fn data_sizes(&self) -> (usize, usize) {
         (self.data.content.len(), self.data.style.len())
     }
 
-    /// Messages about skipped files and the like since the last call; the library does
-    /// not print, so callers decide where they go.
-    pub fn take_warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
-    }
-
-    /// One iteration; returns its losses.
-    pub fn step(&mut self) -> Result<StepLosses> {
-        if self.is_finished() {
-            return Err(Error::InvalidArgument(format!(
-                "the run is complete ({} iterations); resume with a longer length to train further",
-                self.total_iterations()
-            )));
+    fn step(&mut self) -> Result<StepLosses> {
+        if let Some(e) = finished_error(self.iteration, self.total_iterations()) {
+            return Err(e);
         }
         let it = self.iteration;
         let batch = self.data.batch(
@@ -276,15 +449,13 @@ impl Trainer {
         Ok(losses)
     }
 
-    /// Runs up to `iterations` more iterations, stopping at the end of the run. After
-    /// each one `progress` is called; returning false stops (see [`RunSummary`]).
-    pub fn run(
+    fn run(
         &mut self,
         iterations: u64,
         progress: &mut dyn FnMut(&Progress) -> bool,
     ) -> Result<RunSummary> {
         let start = Instant::now();
-        let per_epoch = self.iterations_per_epoch().max(1);
+        let per_epoch = self.data.iterations_per_epoch(self.config.batch).max(1);
         let mut done = 0;
         let mut cancelled = false;
         while done < iterations && !self.is_finished() {
@@ -368,9 +539,7 @@ impl Trainer {
         m
     }
 
-    /// Writes the content -> style generator as a style file (f16, with metadata): the
-    /// file `cyclegan stylize --model` and the C ABI load.
-    pub fn save_style(&self, path: &Path) -> Result<()> {
+    fn save_style(&self, path: &Path) -> Result<()> {
         save_style(
             path,
             &self.state.network("g_ab")?,
@@ -380,8 +549,7 @@ impl Trainer {
         )
     }
 
-    /// Writes the style -> content generator the same way.
-    pub fn save_inverse(&self, path: &Path) -> Result<()> {
+    fn save_inverse(&self, path: &Path) -> Result<()> {
         save_style(
             path,
             &self.state.network("g_ba")?,
@@ -391,8 +559,7 @@ impl Trainer {
         )
     }
 
-    /// Writes everything needed to continue exactly (see [`checkpoint`]), atomically.
-    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+    fn save_checkpoint(&self, path: &Path) -> Result<()> {
         let (tensors, mut meta) = self.state.checkpoint_parts()?;
         meta.extend(self.config.to_metadata());
         meta.insert("iteration".into(), self.iteration.to_string());
@@ -418,10 +585,7 @@ impl Trainer {
         checkpoint::write(path, &tensors, meta)
     }
 
-    /// A picture of how training goes, on the first content and style image
-    /// (centre crops): rows content -> style -> content and style -> content -> style,
-    /// columns input, translation, reconstruction.
-    pub fn sample_grid(&mut self) -> Result<Pixels> {
+    fn sample_grid(&mut self) -> Result<Pixels> {
         let size = self.config.size;
         let (a, b) = self.data.sample_inputs(
             size,

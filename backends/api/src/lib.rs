@@ -18,15 +18,16 @@
 
 use std::ffi::c_void;
 use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
 
 pub use abi_stable;
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
-use abi_stable::std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec};
+use abi_stable::std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec, Tuple2};
 use abi_stable::{package_version_strings, sabi_trait, StableAbi};
 
 /// Bumped with any change of the boundary's meaning that its layout does not show.
-pub const ABI_REVISION: u32 = 1;
+pub const ABI_REVISION: u32 = 2;
 
 /// What the version stamp of a library starts with; the version and a `;` follow.
 pub const VERSION_PREFIX: &str = "cyclegan-backend-version=";
@@ -163,13 +164,21 @@ pub enum ErrorKind {
     Unavailable,
     Cancelled,
     Compute,
+    /// Reading or writing a file failed ([`BackendError::path`] names it).
+    Io,
+    /// An allocation sized by the input was refused.
+    OutOfMemory,
 }
 
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
 pub struct BackendError {
     pub kind: ErrorKind,
+    /// For [`ErrorKind::Io`], the cause alone; otherwise the whole message.
     pub message: RString,
+    /// The file an [`ErrorKind::Io`] or [`ErrorKind::Format`] error is about, as
+    /// [`path_bytes`] encodes it; empty when there is none.
+    pub path: RVec<u8>,
 }
 
 impl BackendError {
@@ -177,7 +186,41 @@ impl BackendError {
         Self {
             kind,
             message: RString::from(message.into()),
+            path: RVec::new(),
         }
+    }
+
+    /// An error about the file at `path`.
+    pub fn with_path(mut self, path: &Path) -> Self {
+        self.path = path_bytes(path).into();
+        self
+    }
+}
+
+/// A path as bytes for the boundary: the OS's own bytes on Unix (any file name survives),
+/// UTF-8 elsewhere.
+pub fn path_bytes(path: &Path) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        path.as_os_str().as_bytes().to_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        path.to_string_lossy().into_owned().into_bytes()
+    }
+}
+
+/// The path [`path_bytes`] encoded.
+pub fn path_from_bytes(bytes: &[u8]) -> PathBuf {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
+    }
+    #[cfg(not(unix))]
+    {
+        PathBuf::from(String::from_utf8_lossy(bytes).into_owned())
     }
 }
 
@@ -207,6 +250,116 @@ pub trait BackendEngine: Send + Sync {
 /// The engine object a backend returns.
 pub type EngineBox = BackendEngine_TO<'static, RBox<()>>;
 
+/// The losses of one training iteration, in the order of cyclegan's `StepLosses`: g, gan,
+/// cycle, identity, d_a, d_b.
+pub type LossesAbi = [f64; 6];
+
+/// What a training run's progress callback sees after each iteration (cyclegan's
+/// `train::Progress`).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct IterationAbi {
+    pub iteration: u64,
+    pub total: u64,
+    pub epoch: u64,
+    pub lr: f64,
+    pub losses: LossesAbi,
+    pub elapsed_ns: u64,
+    pub remaining_ns: u64,
+}
+
+/// Called after each training iteration; false stops the run after it.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct IterationCallback<'a> {
+    pub context: *mut c_void,
+    pub call: extern "C" fn(context: *mut c_void, iteration: &IterationAbi) -> bool,
+    pub _borrow: PhantomData<&'a mut ()>,
+}
+
+impl IterationCallback<'_> {
+    pub fn report(&self, iteration: &IterationAbi) -> bool {
+        (self.call)(self.context, iteration)
+    }
+}
+
+/// How a run call ended (cyclegan's `train::RunSummary`).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct RunSummaryAbi {
+    pub iterations: u64,
+    pub cancelled: bool,
+    pub finished: bool,
+}
+
+/// A training run's counters, read after opening it and after each call that moves it.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Copy)]
+pub struct TrainerInfo {
+    pub iteration: u64,
+    pub total_iterations: u64,
+    pub iterations_per_epoch: u64,
+    /// The learning rate of the next iteration.
+    pub learning_rate: f64,
+    pub content_images: u64,
+    pub style_images: u64,
+}
+
+/// Which of a run's files [`BackendTrainer::save`] writes.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveKind {
+    Checkpoint,
+    /// The content -> style generator as a style file.
+    Style,
+    /// The style -> content generator.
+    Inverse,
+}
+
+/// An 8-bit-depth RGB picture in [0, 1], interleaved (a training run's sample grid).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, Default)]
+pub struct PictureAbi {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: RVec<f32>,
+}
+
+/// A training run on a backend's device: cyclegan's `Trainer` living in the backend
+/// library, so the networks, optimisers and pool stay on its device. It reads the data
+/// folders and writes the checkpoint and style files itself, with the same code as the
+/// built-in trainer, so both leave the same files.
+#[sabi_trait]
+pub trait BackendTrainer: Send + Sync {
+    /// The backend as users see it: "cuda (NVIDIA H200)".
+    fn describe(&self) -> RString;
+
+    /// The run's configuration as the checkpoint metadata stores it.
+    fn config(&self) -> RVec<Tuple2<RString, RString>>;
+
+    fn info(&self) -> TrainerInfo;
+
+    /// Messages about skipped files and the like since the last call.
+    fn take_warnings(&mut self) -> RVec<RString>;
+
+    /// Up to `iterations` more iterations, calling `progress` after each.
+    fn run(
+        &mut self,
+        iterations: u64,
+        progress: IterationCallback<'_>,
+    ) -> RResult<RunSummaryAbi, BackendError>;
+
+    /// Writes a checkpoint or style file at `path` (as [`path_bytes`] encodes it),
+    /// atomically.
+    fn save(&self, kind: SaveKind, path: RSlice<'_, u8>) -> RResult<(), BackendError>;
+
+    #[sabi(last_prefix_field)]
+    fn sample_grid(&mut self) -> RResult<PictureAbi, BackendError>;
+}
+
+/// The trainer object a backend returns.
+pub type TrainerBox = BackendTrainer_TO<'static, RBox<()>>;
+
 /// The root module every backend library exports (with `#[export_root_module]`).
 #[repr(C)]
 #[derive(StableAbi)]
@@ -222,11 +375,17 @@ pub struct BackendMod {
     /// Opens the device (once per process) and says what it found.
     pub probe: extern "C" fn() -> DeviceProbe,
     /// Loads a generator from safetensors bytes (cyclegan's own style files).
-    #[sabi(last_prefix_field)]
     pub load: extern "C" fn(
         weights: RSlice<'_, u8>,
         options: LoadOptions,
     ) -> RResult<EngineBox, BackendError>,
+    /// Opens a training run from cyclegan's run settings as JSON (the keys of
+    /// `cg_trainer_new`): a new run, or `"resume": true` to continue the one in `out`.
+    #[sabi(last_prefix_field)]
+    pub open_trainer: extern "C" fn(
+        settings_json: RStr<'_>,
+        options: LoadOptions,
+    ) -> RResult<TrainerBox, BackendError>,
 }
 
 impl RootModule for BackendModRef {
@@ -257,5 +416,13 @@ mod tests {
             Some(env!("CARGO_PKG_VERSION"))
         );
         assert_eq!(stamped_version("garbage"), None);
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn paths_keep_their_bytes() {
+        use std::os::unix::ffi::OsStrExt;
+        let p = Path::new(std::ffi::OsStr::from_bytes(b"run/\xff\xfe-not-utf8"));
+        assert_eq!(path_from_bytes(&path_bytes(p)), p);
     }
 }

@@ -8,6 +8,8 @@
 //! Nothing unwinds out of this library: every entry point catches panics and returns them
 //! as errors.
 
+mod trainer;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use abi_stable::export_root_module;
@@ -33,6 +35,7 @@ pub fn get_library() -> BackendModRef {
         name: RStr::from_str("cuda"),
         probe,
         load,
+        open_trainer: trainer::open_trainer,
     }
     .leak_into_prefix()
 }
@@ -115,15 +118,41 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, BackendError>) -> RResul
 }
 
 fn to_abi(e: Error) -> BackendError {
-    let kind = match &e {
-        Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
-        Error::Format { .. } => ErrorKind::Format,
-        Error::Unsupported(_) => ErrorKind::Unsupported,
-        Error::BackendUnavailable(_) => ErrorKind::Unavailable,
-        Error::Cancelled => ErrorKind::Cancelled,
-        _ => ErrorKind::Compute,
-    };
-    BackendError::new(kind, e.to_string())
+    match e {
+        Error::Io { path, source } => {
+            BackendError::new(ErrorKind::Io, source.to_string()).with_path(&path)
+        }
+        Error::Format {
+            path: Some(path),
+            msg,
+        } => BackendError::new(ErrorKind::Format, msg).with_path(&path),
+        e => {
+            let kind = match &e {
+                Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+                Error::Format { .. } => ErrorKind::Format,
+                Error::Unsupported(_) => ErrorKind::Unsupported,
+                Error::BackendUnavailable(_) => ErrorKind::Unavailable,
+                Error::Cancelled => ErrorKind::Cancelled,
+                Error::OutOfMemory(_) => ErrorKind::OutOfMemory,
+                _ => ErrorKind::Compute,
+            };
+            BackendError::new(kind, inner_message(&e))
+        }
+    }
+}
+
+/// The message of `e` without the prefix its `Display` adds for its kind ("invalid
+/// argument: "): the host wraps it into the same kind, which adds the prefix again.
+fn inner_message(e: &Error) -> String {
+    match e {
+        Error::InvalidArgument(m)
+        | Error::Unsupported(m)
+        | Error::BackendUnavailable(m)
+        | Error::Compute(m) => m.clone(),
+        Error::OutOfMemory(m) => m.clone(),
+        Error::Format { msg, .. } => msg.clone(),
+        other => other.to_string(),
+    }
 }
 
 extern "C" fn probe() -> DeviceProbe {
