@@ -4,9 +4,11 @@
 //! (scripts/install-lib.sh installs the usual `libcyclegan.so -> .so.0 -> .so.0.x.y` links).
 //!
 //! Only for GPU builds (`cuda` feature):
-//! - compiles the fused kernels (src/nn/fused.cu) to PTX with nvcc (`NVCC`, else
-//!   `$CUDA_HOME/bin/nvcc`, else `nvcc` on PATH), for compute capability 7.5 and up (the
-//!   driver JIT-compiles this small module for the GPU at hand on first use);
+//! - compiles the fused kernels (src/nn/fused.cu) with nvcc (`NVCC`, else
+//!   `$CUDA_HOME/bin/nvcc`, else `nvcc` on PATH) into a fatbin: machine code for the
+//!   compute capabilities in `CYCLEGAN_CUDA_ARCHS` (default `80 86 89 90`, as candle's
+//!   kernels in third_party/candle-kernels) and PTX of the newest, so the driver loads it
+//!   without JIT-compiling on those GPUs;
 //! - for builds that must start without the CUDA libraries
 //!   (scripts/build-cuda-portable.sh): when `CYCLEGAN_CUDART_STATIC` names
 //!   `libcudart_static.a`, the `-lcudart` that candle-kernels asks for finds a linker
@@ -73,10 +75,35 @@ fn compile_fused_kernels() {
                 .filter(|p| p.is_file())
         })
         .unwrap_or_else(|| PathBuf::from("nvcc"));
-    let out =
-        PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("fused.ptx");
+    println!("cargo:rerun-if-env-changed=CYCLEGAN_CUDA_ARCHS");
+    let archs = std::env::var("CYCLEGAN_CUDA_ARCHS").unwrap_or_else(|_| "80 86 89 90".into());
+    let mut archs: Vec<u32> = archs
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.trim_start_matches("sm_").parse().unwrap_or_else(|_| {
+                panic!("CYCLEGAN_CUDA_ARCHS: {s:?} is not a compute capability like 90")
+            })
+        })
+        .collect();
+    archs.sort_unstable();
+    archs.dedup();
+    let newest = *archs
+        .last()
+        .expect("CYCLEGAN_CUDA_ARCHS names no architecture");
+    let gencode = archs.iter().map(|&a| {
+        if a == newest {
+            format!("-gencode=arch=compute_{a},code=[sm_{a},compute_{a}]")
+        } else {
+            format!("-gencode=arch=compute_{a},code=sm_{a}")
+        }
+    });
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("fused.fatbin");
     let status = std::process::Command::new(&nvcc)
-        .args(["--ptx", "-O3", "-arch=compute_75", "-o"])
+        .args(["--fatbin", "-O3"])
+        .args(gencode)
+        .arg("-o")
         .arg(&out)
         .arg(SRC)
         .status()

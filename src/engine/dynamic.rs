@@ -157,6 +157,8 @@ impl fmt::Display for Status {
                 }
                 if !probe.gpu {
                     write!(f, " [no GPU: a boundary test build]")?;
+                } else if !probe.build.is_empty() {
+                    write!(f, " [{}]", probe.build)?;
                 }
                 Ok(())
             }

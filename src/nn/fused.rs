@@ -24,13 +24,43 @@ use candle_core::{
     CudaStorage,
 };
 
-/// The kernels of `fused.cu`, compiled to PTX by build.rs.
+/// The kernels of `fused.cu`, compiled by build.rs into a fatbin (machine code for the
+/// GPU generations in `CYCLEGAN_CUDA_ARCHS` and PTX of the newest).
 #[cfg(feature = "cuda")]
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/fused.ptx"));
+static FATBIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fused.fatbin"));
 
-/// The name candle caches the loaded PTX module under.
+/// Kernel `name` of `fused.cu` on `dev`, and the stream to launch it on. The module is
+/// loaded once per device. (candle's `get_or_load_custom_func` takes PTX text only.)
 #[cfg(feature = "cuda")]
-const MODULE: &str = "cyclegan_fused";
+fn kernel(
+    dev: &candle_core::CudaDevice,
+    name: &str,
+) -> Result<(
+    candle_core::cuda_backend::cudarc::driver::CudaFunction,
+    std::sync::Arc<candle_core::cuda_backend::cudarc::driver::CudaStream>,
+)> {
+    use candle_core::cuda_backend::cudarc::driver::CudaModule;
+    use candle_core::cuda_backend::cudarc::nvrtc::Ptx;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static MODULES: OnceLock<Mutex<Vec<(usize, Arc<CudaModule>)>>> = OnceLock::new();
+    let stream = dev.cuda_stream();
+    let ctx = stream.context().clone();
+    let module = {
+        let mut loaded = MODULES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match loaded.iter().find(|(o, _)| *o == ctx.ordinal()) {
+            Some((_, m)) => m.clone(),
+            None => {
+                let m = ctx.load_module(Ptx::from_binary(FATBIN.to_vec())).w()?;
+                loaded.push((ctx.ordinal(), m.clone()));
+                m
+            }
+        }
+    };
+    Ok((module.load_function(name).w()?, stream))
+}
 
 /// Reflection padding of an f32 NCHW tensor, as `ReflectionPad2d(pad)`.
 pub fn reflect_pad(x: &Tensor, pad: usize) -> Result<Tensor> {
@@ -162,8 +192,8 @@ impl CustomOp1 for ReflectPad {
         let x = cuda_f32(s, l)?;
         // SAFETY: every element is written by the kernel.
         let y = unsafe { dev.alloc::<f32>(shape.elem_count())? };
-        let func = dev.get_or_load_custom_func("reflect_pad_f32", MODULE, PTX)?;
-        let mut b = func.builder();
+        let (func, stream) = kernel(&dev, "reflect_pad_f32")?;
+        let mut b = stream.launch_builder(&func);
         b.arg(&x);
         b.arg(&y);
         candle_core::builder_arg!(b, arg(n * c)?, arg(h)?, arg(w)?, arg(self.pad)?);
@@ -206,8 +236,8 @@ impl CustomOp1 for PlaneStats {
         let x = cuda_f32(s, l)?;
         // SAFETY: the kernel writes both halves.
         let y = unsafe { dev.alloc::<f32>(2 * planes)? };
-        let func = dev.get_or_load_custom_func("plane_stats_f32", MODULE, PTX)?;
-        let mut b = func.builder();
+        let (func, stream) = kernel(&dev, "plane_stats_f32")?;
+        let mut b = stream.launch_builder(&func);
         b.arg(&x);
         b.arg(&y);
         candle_core::builder_arg!(b, arg(planes)?, arg(h * w)?);
@@ -294,8 +324,8 @@ impl NormAct {
         let res = residual.map(|(s, l)| cuda_f32(s, l)).transpose()?;
         // SAFETY: every element is written by the kernel.
         let y = unsafe { dev.alloc::<f32>(shape.elem_count())? };
-        let func = dev.get_or_load_custom_func("norm_act_f32", MODULE, PTX)?;
-        let mut b = func.builder();
+        let (func, stream) = kernel(&dev, "norm_act_f32")?;
+        let mut b = stream.launch_builder(&func);
         b.arg(&xs);
         b.arg(&st);
         let null = 0u64; // a null `const float*`: no residual

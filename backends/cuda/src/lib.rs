@@ -50,10 +50,10 @@ fn build() -> String {
     if cfg!(feature = "cudnn") {
         parts.push("cudnn");
     }
+    #[allow(unused_mut)]
     let mut s = parts.join(", ");
-    if let Some(archs) = option_env!("CYCLEGAN_CUDA_ARCHS") {
-        s.push_str(&format!(", kernels {archs}"));
-    }
+    #[cfg(feature = "cuda")]
+    s.push_str(&format!(", kernels {}", candle_kernels::BUILT_FOR));
     s
 }
 
