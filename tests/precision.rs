@@ -69,3 +69,54 @@ fn bf16_stays_within_the_bounds_of_f32_on_photos() {
         assert!(max <= 8.0, "{}: max {max}", path.display());
     }
 }
+
+/// The GPU backends' bf16 path (the candle engine with bf16 weights in the residual
+/// blocks, `Generator::with_bf16_body`) against the same engine in f32, on candle's CPU
+/// device, which rounds operands and results to bf16 around an f32 product as cuBLAS and
+/// cuDNN do (`scripts/gpu-check.sh` measures the error on a GPU too). Each photo whole, up
+/// to 640 px a side (candle's CPU device is slow); the bound is the issue's: at most 2
+/// levels anywhere.
+#[test]
+fn the_gpu_engines_bf16_path_stays_within_2_levels_of_f32() {
+    use cyclegan::engine::{candle_engine_on, Stats};
+    let weights = cyclegan::shipped_weights("monet")
+        .unwrap()
+        .unwrap()
+        .generator_weights()
+        .unwrap();
+    let engine = candle_engine_on(&weights, candle_core::Device::Cpu).unwrap();
+    let limits = DecodeLimits::default();
+    for path in photos().into_iter().take(3) {
+        let input = read_image(&path, &limits).unwrap();
+        let (w, h) = (input.width() as usize, input.height() as usize);
+        let (cw, ch) = (w.min(640) / 4 * 4, h.min(640) / 4 * 4);
+        let (x0, y0) = ((w - cw) / 2, (h - ch) / 2);
+        let channels = input.channels() as usize;
+        let mut planar = vec![0f32; 3 * cw * ch];
+        for y in 0..ch {
+            for x in 0..cw {
+                for c in 0..3 {
+                    let v = input.data()[((y0 + y) * w + x0 + x) * channels + c];
+                    planar[c * cw * ch + y * cw + x] = v * 2.0 - 1.0;
+                }
+            }
+        }
+        let run = |precision| {
+            engine
+                .forward(&planar, cw, ch, Stats::Measure, precision, &mut |_, _| true)
+                .unwrap()
+                .into_iter()
+                .map(|v| (v + 1.0) / 2.0)
+                .collect::<Vec<f32>>()
+        };
+        let (f32_out, bf16_out) = (run(Precision::F32), run(Precision::Bf16));
+        assert!(f32_out != bf16_out, "the bf16 pass computed in f32");
+        let (mean, p999, max) = level_stats(&f32_out, &bf16_out);
+        eprintln!(
+            "{} (candle engine, {cw}x{ch}): mean {mean:.3}, p99.9 {p999:.0}, max {max:.0} levels",
+            path.display()
+        );
+        assert!(mean <= 0.5, "{}: mean {mean}", path.display());
+        assert!(max <= 2.0, "{}: max {max}", path.display());
+    }
+}

@@ -1,7 +1,7 @@
 //! Convolutions with bias, built from a `VarBuilder` so the same code serves inference
 //! (weights from a file) and training (fresh variables initialised as the seed does).
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 /// The seed's `weights_init_normal`: N(0, 0.02) weights, zero bias.
@@ -61,6 +61,16 @@ impl Conv {
         self.kind
     }
 
+    /// This convolution with its weight in `dtype` (the bias stays as it is): it then
+    /// multiplies in `dtype` and returns the input's dtype (see [`Module::forward`] below).
+    pub fn with_weight_dtype(&self, dtype: DType) -> Result<Self> {
+        Ok(Self {
+            weight: self.weight.to_dtype(dtype)?,
+            bias: self.bias.clone(),
+            kind: self.kind,
+        })
+    }
+
     pub fn out_channels(&self) -> usize {
         match self.kind {
             ConvKind::Forward { .. } => self.weight.dims()[0],
@@ -70,19 +80,42 @@ impl Conv {
 }
 
 impl Module for Conv {
+    /// A weight in another dtype than `x` (bf16 against f32 activations) makes a
+    /// mixed-precision convolution: `x` is rounded to the weight's dtype, the product
+    /// accumulates as the device does (f32 in cuBLAS and cuDNN) into the weight's dtype,
+    /// and the result returns to `x`'s dtype before the f32 bias, as PyTorch's autocast
+    /// runs a convolution.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match self.kind {
+        let bias = self.bias.reshape((1, (), 1, 1))?;
+        let (low, dtype) = (self.weight.dtype(), x.dtype());
+        if low == dtype {
+            return self.product(x, &self.weight)?.broadcast_add(&bias);
+        }
+        let y = if x.device().is_cpu() {
+            // candle's CPU matmul has no bf16: the same roundings (operands, then the
+            // result) around an f32 product.
+            let x = x.to_dtype(low)?.to_dtype(dtype)?;
+            self.product(&x, &self.weight.to_dtype(dtype)?)?
+                .to_dtype(low)?
+        } else {
+            self.product(&x.to_dtype(low)?, &self.weight)?
+        };
+        y.to_dtype(dtype)?.broadcast_add(&bias)
+    }
+}
+
+impl Conv {
+    /// The convolution of `x` with `weight` (this one's, maybe in another dtype), no bias.
+    fn product(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+        Ok(match self.kind {
             // Training on the CPU takes the convolution with the fast backward pass.
             ConvKind::Forward { stride, padding }
-                if super::conv_grad::wants_fast_backward(x, &self.weight) =>
+                if super::conv_grad::wants_fast_backward(x, weight) =>
             {
-                super::conv_grad::conv2d(x, &self.weight, padding, stride)?
+                super::conv_grad::conv2d(x, weight, padding, stride)?
             }
-            ConvKind::Forward { stride, padding } => {
-                x.conv2d(&self.weight, padding, stride, 1, 1)?
-            }
-            ConvKind::Transposed => x.conv_transpose2d(&self.weight, 1, 1, 2, 1)?,
-        };
-        y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+            ConvKind::Forward { stride, padding } => x.conv2d(weight, padding, stride, 1, 1)?,
+            ConvKind::Transposed => x.conv_transpose2d(weight, 1, 1, 2, 1)?,
+        })
     }
 }
