@@ -1,164 +1,174 @@
-//! The GPU check of docs/performance.md, in one run (one binary to carry to a GPU machine):
+//! The GPU check of docs/performance.md through what users run: the backend library
+//! (`libcyclegan_backend_cuda.so`) loaded by a default build, so this binary links no CUDA
+//! and stays small enough to carry to a GPU machine (scripts/gpu-check.sh):
 //!
-//!   cargo run --release --features cuda --example bench_device -- cuda [256 512 1024 2048]
+//!   CYCLEGAN_BACKEND_PATH=DIR cargo run --release --example bench_device -- [cuda] [256 512 1024 2048]
 //!
 //! Run from the repository root: it reads the Monet style from models/, the parity vectors
-//! from tests/fixtures and examples/rocket.jpg, so the binary does not embed the style and
-//! stays small enough to carry to a GPU machine (scripts/gpu-check.sh). Prints the first
-//! call's time (PTX compilation included), the CUDA output against PyTorch's parity vectors
-//! and against the CPU engine, a whole stylize of rocket.jpg on the GPU against the CPU,
-//! then median milliseconds of 10 runs after 3 warm-ups: the fused f32
-//! pass (what `stylize` runs on a GPU), candle's generic f32 pass and the generic bf16
-//! pass. Each run copies its result back to the host, so it times the device's whole work.
+//! from tests/fixtures and examples/rocket.jpg. Prints the backend's status; the first
+//! call's time (library load, weights upload and a 256-px forward: what a fresh process
+//! pays); the output against PyTorch's parity vectors; a whole stylize of rocket.jpg in f32
+//! against the CPU engine and in bf16 against f32; then median milliseconds of 10 forward
+//! passes after 3 warm-ups in f32 and bf16 at each size, each with its host-device copies.
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
-use cyclegan::nn::{Generator, Norms};
-use cyclegan::Backend;
-use cyclegan::Weights;
+use cyclegan::engine::{Engine, Stats};
+use cyclegan::{Backend, Model, Precision};
 
-fn max_diff(a: &Tensor, b: &Tensor) -> cyclegan::Result<f32> {
-    let a = a.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
-    let b = b.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
-    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar()?)
+/// A deterministic planar input in [-1, 1].
+fn planar(s: usize) -> Vec<f32> {
+    (0..3 * s * s)
+        .map(|i| ((i as f32 * 0.618_034).fract() * 2.0 - 1.0) * 0.8)
+        .collect()
 }
 
-/// Median milliseconds of `f` (10 runs after 3 warm-ups).
-fn median_ms(mut f: impl FnMut() -> cyclegan::Result<Tensor>) -> cyclegan::Result<f64> {
-    let mut run = || -> cyclegan::Result<f64> {
-        let t = Instant::now();
-        let y = f()?;
-        let _ = y.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
-        Ok(t.elapsed().as_secs_f64() * 1e3)
-    };
+fn forward(e: &dyn Engine, x: &[f32], s: usize, p: Precision) -> cyclegan::Result<Vec<f32>> {
+    e.forward(x, s, s, Stats::Measure, p, &mut |_, _| true)
+}
+
+/// Median milliseconds of 10 passes after 3 warm-ups.
+fn median_ms(e: &dyn Engine, s: usize, p: Precision) -> cyclegan::Result<f64> {
+    let x = planar(s);
     for _ in 0..3 {
-        run()?;
+        forward(e, &x, s, p)?;
     }
-    let mut t: Vec<f64> = (0..10).map(|_| run()).collect::<cyclegan::Result<_>>()?;
+    let mut t = Vec::new();
+    for _ in 0..10 {
+        let start = Instant::now();
+        forward(e, &x, s, p)?;
+        t.push(start.elapsed().as_secs_f64() * 1e3);
+    }
     t.sort_by(f64::total_cmp);
     Ok(t[5])
 }
 
 fn main() -> cyclegan::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let backend = Backend::parse(&args.next().unwrap_or_else(|| "auto".into()))?;
+    let mut args = std::env::args().skip(1).peekable();
+    let backend = match args.peek().map(|a| a.parse::<usize>().is_err()) {
+        Some(true) => Backend::parse(&args.next().unwrap())?,
+        _ => Backend::Cuda,
+    };
     let sizes: Vec<usize> = args.filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
         vec![256, 512, 1024, 2048]
     } else {
         sizes
     };
-    let device = backend.device()?;
-    println!("device {device:?}");
-    let weights = Weights::read(std::path::Path::new("models/monet.safetensors"))?;
-    let g32 = Weights::generator(&weights, &device, DType::F32)?;
-    let gbf = Weights::generator(&weights, &device, DType::BF16)?;
+    println!("{}", backend.describe_status());
 
-    let x = Tensor::randn(0f32, 0.5, (1, 3, 256, 256), &device)?;
     let t = Instant::now();
-    let y = g32.forward_with(&x, &mut Norms::Own)?;
-    let _ = y.sum_all()?.to_scalar::<f32>()?;
-    println!("first call, 256 px: {:.2} s", t.elapsed().as_secs_f64());
-
-    let cpu = Weights::generator(&weights, &Device::Cpu, DType::F32)?;
-    let d = max_diff(
-        &y,
-        &cpu.forward_with(&x.to_device(&Device::Cpu)?, &mut Norms::Own)?,
-    )?;
-    println!("Monet, 256 px: max abs diff against the CPU reference {d:.2e}");
-    parity(&device)?;
-    photo(&weights, backend)?;
+    let model = Model::load("models/monet.safetensors", backend)?;
+    let loaded = t.elapsed().as_secs_f64();
+    let first = forward(model.engine(), &planar(256), 256, Precision::F32)?;
+    println!(
+        "first call: load {loaded:.2} s, then a 256-px forward: {:.2} s in all ({})",
+        t.elapsed().as_secs_f64(),
+        model.engine().describe()
+    );
+    let cpu = Model::load("models/monet.safetensors", Backend::Cpu)?;
+    let reference = forward(cpu.engine(), &planar(256), 256, Precision::F32)?;
+    println!(
+        "Monet, 256 px: max abs diff against the CPU engine {:.2e}",
+        max_diff(&first, &reference)
+    );
+    parity(backend)?;
+    photo(backend)?;
 
     println!();
-    println!(
-        "| size | fused f32 ms | generic f32 ms | generic bf16 ms | fused vs generic max diff |"
-    );
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| size | f32 ms | bf16 ms |");
+    println!("| --- | --- | --- |");
     for &s in &sizes {
-        let x = Tensor::randn(0f32, 0.5, (1, 3, s, s), &device)?;
-        let xb = x.to_dtype(DType::BF16)?;
-        let fused = median_ms(|| Ok(g32.forward_fused(&x, &mut Norms::Own)?))?;
-        let generic = median_ms(|| Ok(g32.forward_generic(&x, &mut Norms::Own)?))?;
-        // candle's CPU matmul has no bf16.
-        let bf16 = match device.is_cpu() {
-            true => f64::NAN,
-            false => median_ms(|| Ok(gbf.forward_generic(&xb, &mut Norms::Own)?))?,
-        };
-        let d = max_diff(
-            &g32.forward_fused(&x, &mut Norms::Own)?,
-            &g32.forward_generic(&x, &mut Norms::Own)?,
-        )?;
-        println!("| {s} | {fused:.1} | {generic:.1} | {bf16:.1} | {d:.1e} |");
+        let f = median_ms(model.engine(), s, Precision::F32)?;
+        let b = median_ms(model.engine(), s, Precision::Bf16)?;
+        println!("| {s} | {f:.1} | {b:.1} |");
     }
     Ok(())
 }
 
-/// The official-layout fixture against PyTorch's float64 outputs, when run from the
-/// repository root.
-fn parity(device: &Device) -> cyclegan::Result<()> {
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// The official-layout fixture against PyTorch's float64 outputs.
+fn parity(backend: Backend) -> cyclegan::Result<()> {
     let dir = std::path::Path::new("tests/fixtures");
-    let w = Weights::read(&dir.join("jz_ngf8_b9.pth"));
-    let v = candle_core::safetensors::load(dir.join("parity_jz_ngf8_b9.safetensors"), device);
-    let (w, v) = match (w, v) {
-        (Ok(w), Ok(v)) => (w, v),
-        (w, v) => {
-            let e = w
-                .err()
-                .map(|e| e.to_string())
-                .or(v.err().map(|e| e.to_string()));
-            println!("parity: cannot read tests/fixtures (run from the repository root): {e:?}");
+    let vectors = match candle_core::safetensors::load(
+        dir.join("parity_jz_ngf8_b9.safetensors"),
+        &candle_core::Device::Cpu,
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            println!("parity: cannot read tests/fixtures (run from the repository root): {e}");
             return Ok(());
         }
     };
-    let g: Generator = w.generator(device, DType::F32)?;
+    let model = Model::load(dir.join("jz_ngf8_b9.pth").to_str().unwrap(), backend)?;
     let mut worst = 0f32;
     for i in 0.. {
-        let (Some(x), Some(y)) = (v.get(&format!("input_{i}")), v.get(&format!("output_{i}")))
-        else {
+        let (Some(x), Some(y)) = (
+            vectors.get(&format!("input_{i}")),
+            vectors.get(&format!("output_{i}")),
+        ) else {
             break;
         };
-        let x = x.to_dtype(DType::F32)?;
-        worst = worst.max(max_diff(&g.forward_with(&x, &mut Norms::Own)?, y)?);
+        let (_, _, h, w) = x.dims4()?;
+        let flat = |t: &candle_core::Tensor| -> cyclegan::Result<Vec<f32>> {
+            Ok(t.to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1()?)
+        };
+        let out = model.engine().forward(
+            &flat(x)?,
+            w,
+            h,
+            Stats::Measure,
+            Precision::F32,
+            &mut |_, _| true,
+        )?;
+        worst = worst.max(max_diff(&out, &flat(y)?));
     }
     println!("parity vectors (jz_ngf8_b9): max abs diff against PyTorch {worst:.2e}");
     Ok(())
 }
 
-/// examples/rocket.jpg stylized with default options on the device and on the CPU.
-fn photo(weights: &Weights, backend: Backend) -> cyclegan::Result<()> {
+/// examples/rocket.jpg stylized whole on the device in f32 and bf16, and on the CPU in f32.
+fn photo(backend: Backend) -> cyclegan::Result<()> {
     let path = std::path::Path::new("examples/rocket.jpg");
     let pixels = cyclegan::io::read_image(path, &Default::default())?;
-    let run = |backend| -> cyclegan::Result<(cyclegan::Pixels, f64)> {
-        let model = cyclegan::Model::from_weights(weights, backend)?;
+    let run = |backend, precision| -> cyclegan::Result<(Vec<f32>, f64)> {
+        let model = Model::load("models/monet.safetensors", backend)?;
+        let opts = cyclegan::StylizeOptions {
+            precision,
+            ..Default::default()
+        };
         let t = Instant::now();
-        let out = cyclegan::stylize(&model, &pixels, &Default::default(), &mut |_| true)?;
-        Ok((out, t.elapsed().as_secs_f64()))
+        let out = cyclegan::stylize(&model, &pixels, &opts, &mut |_| true)?;
+        let levels = out.data().iter().map(|v| (v * 255.0).round()).collect();
+        Ok((levels, t.elapsed().as_secs_f64()))
     };
-    let ((gpu, tg), (cpu, tc)) = (run(backend)?, run(Backend::Cpu)?);
-    let levels = |p: &cyclegan::Pixels| {
-        p.data()
-            .iter()
-            .map(|v| (v * 255.0).round())
-            .collect::<Vec<_>>()
+    let (gpu, tg) = run(backend, Precision::F32)?;
+    let (cpu, tc) = run(Backend::Cpu, Precision::F32)?;
+    let (bf16, tb) = run(backend, Precision::Bf16)?;
+    let stats = |a: &[f32], b: &[f32]| {
+        let mut d: Vec<f32> = a.iter().zip(b).map(|(x, y)| (x - y).abs()).collect();
+        let mean = d.iter().map(|&v| v as f64).sum::<f64>() / d.len() as f64;
+        d.sort_by(f32::total_cmp);
+        (mean, d[(d.len() - 1) * 999 / 1000], d[d.len() - 1])
     };
-    let (a, b) = (levels(&gpu), levels(&cpu));
-    let worst = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max);
-    let mean = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs() as f64)
-        .sum::<f64>()
-        / a.len() as f64;
+    let (mean, _, max) = stats(&gpu, &cpu);
     println!(
-        "rocket.jpg {}x{}, default options: device {tg:.2} s, CPU {tc:.2} s; \
-         max {worst} levels apart, mean {mean:.3}",
+        "rocket.jpg {}x{}, f32: device {tg:.2} s, CPU {tc:.2} s; {max} levels apart at most, mean {mean:.3}",
         pixels.width(),
         pixels.height()
+    );
+    let (mean, p999, max) = stats(&bf16, &gpu);
+    println!(
+        "rocket.jpg, bf16 on the device: {tb:.2} s; against f32 mean {mean:.3}, p99.9 {p999}, \
+         max {max} levels (bounds 0.5 / 2 / 8)"
     );
     Ok(())
 }
