@@ -187,18 +187,23 @@ extern "C" fn probe() -> DeviceProbe {
     })
 }
 
+/// The device `options` ask for (only the first is served), opened.
+fn device_for(options: LoadOptions) -> Result<Device, BackendError> {
+    if options.device_index != 0 {
+        return Err(BackendError::new(
+            ErrorKind::Unsupported,
+            "this backend uses the first device only",
+        ));
+    }
+    device().map_err(|why| BackendError::new(ErrorKind::Unavailable, why))
+}
+
 extern "C" fn load(
     weights: RSlice<'_, u8>,
     options: LoadOptions,
 ) -> RResult<EngineBox, BackendError> {
     guarded("load", || {
-        if options.device_index != 0 {
-            return Err(BackendError::new(
-                ErrorKind::Unsupported,
-                "this backend uses the first device only",
-            ));
-        }
-        let device = device().map_err(|why| BackendError::new(ErrorKind::Unavailable, why))?;
+        let device = device_for(options)?;
         let source = cyclegan::Weights::from_bytes(weights.as_slice())
             .and_then(|w| w.generator_weights())
             .map_err(to_abi)?;

@@ -9,11 +9,11 @@ use cyclegan::train::RunSettings;
 use cyclegan::{Backend, Trainer};
 use cyclegan_backend_api::abi_stable::sabi_trait::TD_Opaque;
 use cyclegan_backend_api::{
-    path_from_bytes, BackendError, BackendTrainer, BackendTrainer_TO, ErrorKind, IterationAbi,
+    path_from_bytes, BackendError, BackendTrainer, BackendTrainer_TO, IterationAbi,
     IterationCallback, LoadOptions, PictureAbi, RunSummaryAbi, SaveKind, TrainerBox, TrainerInfo,
 };
 
-use super::{device, device_info, guarded, to_abi};
+use super::{device_for, device_info, guarded, to_abi};
 
 /// The device a trainer in this library runs on, as cyclegan names it: the compiled-in
 /// CUDA device, or candle's CPU device in the boundary test build.
@@ -30,13 +30,7 @@ pub(crate) extern "C" fn open_trainer(
     options: LoadOptions,
 ) -> RResult<TrainerBox, BackendError> {
     guarded("open_trainer", || {
-        if options.device_index != 0 {
-            return Err(BackendError::new(
-                ErrorKind::Unsupported,
-                "this backend uses the first device only",
-            ));
-        }
-        let dev = device().map_err(|why| BackendError::new(ErrorKind::Unavailable, why))?;
+        let dev = device_for(options)?;
         let settings = RunSettings::from_json(settings_json.as_str()).map_err(to_abi)?;
         let trainer = settings.open(here()).map_err(to_abi)?;
         let label = if dev.is_cpu() {
