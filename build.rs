@@ -22,6 +22,12 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=CYCLEGAN_CUDART_STATIC");
+    println!("cargo:rerun-if-env-changed=CYCLEGAN_NO_EMBEDDED_STYLES");
+    println!("cargo:rustc-check-cfg=cfg(cyclegan_no_embedded_styles)");
+    if std::env::var_os("CYCLEGAN_NO_EMBEDDED_STYLES").is_some_and(|v| v == "1") {
+        // src/styles.rs: no shipped style compiled in (scripts/gpu-check.sh pack).
+        println!("cargo:rustc-cfg=cyclegan_no_embedded_styles");
+    }
     set_soname();
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;

@@ -28,14 +28,17 @@ pack)
     : "${CUDA_HOME:?set CUDA_HOME to a CUDA toolkit (e.g. . /tmp/cuda/env-cuda.sh)}"
     t=${CARGO_TARGET_DIR:-target}/release
     rm -rf "$dir" && mkdir -p "$dir"
+    # No embedded style in any of them (22 MB each; src/styles.rs): the backend gets its
+    # weights from the host, the CLI and bench_device read models/monet.safetensors. The
+    # next plain cargo build rebuilds the crate with the style.
+    export CYCLEGAN_NO_EMBEDDED_STYLES=1
     for v in $variants; do
         cargo build --release -p cyclegan-backend-cuda --features "$v"
         mkdir -p "$dir/backends-$v"
         strip -o "$dir/backends-$v/libcyclegan_backend_cuda.so" "$t/libcyclegan_backend_cuda.so"
         xz -T0 -6 "$dir/backends-$v/libcyclegan_backend_cuda.so"
     done
-    # Without the embedded style (22 MB): the checks name models/monet.safetensors.
-    cargo build --release --no-default-features --bin cyclegan --example bench_device
+    cargo build --release --bin cyclegan --example bench_device
     strip -o "$dir/cyclegan" "$t/cyclegan"
     strip -o "$dir/bench_device" "$t/examples/bench_device"
     xz -T0 -6 "$dir/cyclegan" "$dir/bench_device"

@@ -4,16 +4,18 @@
 use crate::weights::Weights;
 
 /// Shipped styles: name, menu label, weights.
-#[cfg(feature = "shipped-styles")]
+#[cfg(not(cyclegan_no_embedded_styles))]
 const SHIPPED: &[(&str, &str, &[u8])] = &[(
     "monet",
     "Monet style",
     include_bytes!("../models/monet.safetensors"),
 )];
 
-/// A build without the `shipped-styles` feature (the GPU backend libraries, which receive
-/// their weights from the host, and the device check's binaries) embeds none: 22 MB less.
-#[cfg(not(feature = "shipped-styles"))]
+/// A build with `CYCLEGAN_NO_EMBEDDED_STYLES=1` in the environment embeds none (22 MB
+/// less): what `scripts/gpu-check.sh pack` builds to fit the device's carry limit. Not a
+/// cargo feature on purpose: the backend library, built as a dependency, would then write a
+/// `libcyclegan.so` without styles over the main one in the same target folder.
+#[cfg(cyclegan_no_embedded_styles)]
 const SHIPPED: &[(&str, &str, &[u8])] = &[];
 
 /// The style used when none is named.
