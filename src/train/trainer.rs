@@ -130,7 +130,7 @@ impl Trainer {
     /// Iterations in the whole run.
     pub fn total_iterations(&self) -> u64 {
         match &self.inner {
-            Inner::Local(t) => t.schedule.total_iterations(),
+            Inner::Local(t) => t.total_iterations(),
             Inner::Remote(r) => r.info().total_iterations,
         }
     }
@@ -141,7 +141,7 @@ impl Trainer {
 
     pub fn iterations_per_epoch(&self) -> u64 {
         match &self.inner {
-            Inner::Local(t) => t.data.iterations_per_epoch(t.config.batch),
+            Inner::Local(t) => t.iterations_per_epoch(),
             Inner::Remote(r) => r.info().iterations_per_epoch,
         }
     }
@@ -157,7 +157,7 @@ impl Trainer {
     /// Usable images in the content and style folders.
     pub fn data_sizes(&self) -> (usize, usize) {
         match &self.inner {
-            Inner::Local(t) => (t.data.content.len(), t.data.style.len()),
+            Inner::Local(t) => t.data_sizes(),
             Inner::Remote(r) => {
                 let i = r.info();
                 (i.content_images as usize, i.style_images as usize)
@@ -176,12 +176,15 @@ impl Trainer {
 
     /// One iteration; returns its losses.
     pub fn step(&mut self) -> Result<StepLosses> {
+        if self.is_finished() {
+            return Err(Error::InvalidArgument(format!(
+                "the run is complete ({} iterations); resume with a longer length to train further",
+                self.total_iterations()
+            )));
+        }
         match &mut self.inner {
             Inner::Local(t) => t.step(),
             Inner::Remote(r) => {
-                if let Some(e) = finished_error(r.info().iteration, r.info().total_iterations) {
-                    return Err(e);
-                }
                 let mut losses = None;
                 r.run(1, &mut |p| {
                     losses = Some(p.losses);
@@ -247,15 +250,6 @@ impl From<Local> for Trainer {
             inner: Inner::Local(Box::new(t)),
         }
     }
-}
-
-/// The error of a step asked of a complete run.
-fn finished_error(iteration: u64, total: u64) -> Option<Error> {
-    (iteration >= total).then(|| {
-        Error::InvalidArgument(format!(
-            "the run is complete ({total} iterations); resume with a longer length to train further"
-        ))
-    })
 }
 
 /// The trainer that computes in this process.
@@ -420,10 +414,12 @@ impl Local {
         (self.data.content.len(), self.data.style.len())
     }
 
+    fn iterations_per_epoch(&self) -> u64 {
+        self.data.iterations_per_epoch(self.config.batch)
+    }
+
+    /// One iteration; the caller has checked that the run is not complete.
     fn step(&mut self) -> Result<StepLosses> {
-        if let Some(e) = finished_error(self.iteration, self.total_iterations()) {
-            return Err(e);
-        }
         let it = self.iteration;
         let batch = self.data.batch(
             it,
@@ -455,7 +451,7 @@ impl Local {
         progress: &mut dyn FnMut(&Progress) -> bool,
     ) -> Result<RunSummary> {
         let start = Instant::now();
-        let per_epoch = self.data.iterations_per_epoch(self.config.batch).max(1);
+        let per_epoch = self.iterations_per_epoch().max(1);
         let mut done = 0;
         let mut cancelled = false;
         while done < iterations && !self.is_finished() {
