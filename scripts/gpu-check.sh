@@ -62,7 +62,6 @@ run)
     # The CLI checks below use the first build packed (cuda).
     ln -sfn "$(ls -d "$dir"/backends-* | head -n 1 | xargs basename)" "$dir/backends"
     if [[ -f $dir/cyclegan ]]; then
-        chmod +x "$dir/cyclegan"
         echo "== issue #15: the CLI links no CUDA library"
         if ldd "$dir/cyclegan" | grep -Ei 'cuda|cublas|curand|cudnn|nvrtc'; then
             echo "FAIL: the CLI links the CUDA libraries above"

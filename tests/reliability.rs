@@ -284,18 +284,21 @@ fn device_files_and_fifos_are_refused_by_name() {
     assert_eq!(code, 1);
     assert!(err.contains("character device"), "{err}");
 
-    let fifo = dir.join("pipe.png");
-    let made = Command::new("mkfifo").arg(&fifo).status();
-    if made.map(|s| s.success()).unwrap_or(false) {
-        let (code, _, err) = cli(600, &["stylize", p(&fifo), "-o", p(&out)]);
-        assert_eq!(code, 1);
-        assert!(err.contains("named pipe"), "{err}");
-        let (code, _, err) = cli(600, &["info", p(&fifo)]);
-        assert_eq!(code, 1);
-        assert!(err.contains("named pipe"), "{err}");
-    } else {
-        eprintln!("skipping the FIFO case: mkfifo is not available");
+    if !common::require(common::on_path("mkfifo"), "mkfifo (coreutils)") {
+        return;
     }
+    let fifo = dir.join("pipe.png");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (code, _, err) = cli(600, &["stylize", p(&fifo), "-o", p(&out)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("named pipe"), "{err}");
+    let (code, _, err) = cli(600, &["info", p(&fifo)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("named pipe"), "{err}");
 }
 
 /// Class 7: an 8x8 PNG whose ICC profile inflates to 1.5 GB decodes (the profile is dropped)

@@ -42,7 +42,9 @@ fn kernel(
     use candle_core::cuda_backend::cudarc::driver::CudaModule;
     use candle_core::cuda_backend::cudarc::nvrtc::Ptx;
     use std::sync::{Arc, Mutex, OnceLock};
-    static MODULES: OnceLock<Mutex<Vec<(usize, Arc<CudaModule>)>>> = OnceLock::new();
+    /// A device's ordinal and the module loaded on it.
+    type Loaded = (usize, Arc<CudaModule>);
+    static MODULES: OnceLock<Mutex<Vec<Loaded>>> = OnceLock::new();
     let stream = dev.cuda_stream();
     let ctx = stream.context().clone();
     let module = {

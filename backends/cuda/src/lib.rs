@@ -50,10 +50,9 @@ fn build() -> String {
     if cfg!(feature = "cudnn") {
         parts.push("cudnn");
     }
-    #[allow(unused_mut)]
-    let mut s = parts.join(", ");
+    let s = parts.join(", ");
     #[cfg(feature = "cuda")]
-    s.push_str(&format!(", kernels {}", candle_kernels::BUILT_FOR));
+    let s = format!("{s}, kernels {}", candle_kernels::BUILT_FOR);
     s
 }
 
